@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/source"
+)
+
+// configFlags registers --rules and --personas.
+func configFlags(fs *flag.FlagSet, dirs *config.Dirs) {
+	fs.StringVar(&dirs.Rules, "rules", "./rules", "directory of rule files")
+	fs.StringVar(&dirs.Personas, "personas", "./personas", "directory of persona templates")
+}
+
+// parseFlags parses a subcommand's flags; -h prints them and ends the command successfully.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (done bool, err error) {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, exitError{err}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return true, exitError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return false, nil
+}
+
+// reportLoad prints every load error, one per line, and turns them into an exitError.
+func reportLoad(err error, stderr io.Writer) error {
+	errs := source.AsErrors(err)
+	for _, e := range errs {
+		fmt.Fprintln(stderr, e.Error())
+	}
+	fmt.Fprintf(stderr, "configuration rejected: %d error(s)\n", len(errs))
+	return exitError{err}
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	var dirs config.Dirs
+	configFlags(fs, &dirs)
+	requireCoverage := fs.Bool("require-coverage", false, "fail when a rule is reached by no rule test")
+	if done, err := parseFlags(fs, args, stderr); done {
+		return err
+	}
+	snap, err := config.Load(dirs)
+	if err != nil {
+		return reportLoad(err, stderr)
+	}
+	uncovered := snap.Uncovered()
+	level := "warning"
+	if *requireCoverage {
+		level = "error"
+	}
+	for _, r := range uncovered {
+		fmt.Fprintf(stderr, "%s: %s: rule %q is reached by no rule test\n", r.Pos, level, r.Name)
+	}
+	if *requireCoverage && len(uncovered) > 0 {
+		return exitError{fmt.Errorf("%d rule(s) not covered by tests", len(uncovered))}
+	}
+	fmt.Fprintf(stdout, "ok: %d personas, %d rules, %d tests passed, %d rules untested (version %s)\n",
+		len(snap.PersonaIDs()), len(snap.Rules()), snap.Tests(), len(uncovered), snap.Version)
+	return nil
+}
+
+func runExplain(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	var dirs config.Dirs
+	configFlags(fs, &dirs)
+	context := fs.String("context", "", "the request's context")
+	metadata := fs.String("metadata", "{}", "the request's metadata, as a JSON object")
+	user := fs.String("user", "{}", `the signed-in user, as a JSON object (e.g. {"id": "u1"})`)
+	if done, err := parseFlags(fs, args, stderr); done {
+		return err
+	}
+	in := expression.Input{Context: *context}
+	var err error
+	if in.Metadata, err = jsonObject("--metadata", *metadata); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError{err}
+	}
+	if in.User, err = jsonObject("--user", *user); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError{err}
+	}
+	snap, err := config.Load(dirs)
+	if err != nil {
+		return reportLoad(err, stderr)
+	}
+	e := snap.Explain(in)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(e); err != nil {
+		return err
+	}
+	if e.Error != "" {
+		fmt.Fprintf(stderr, "persona %q cannot be rendered for this request: %s\n", e.Persona, e.Error)
+		return exitError{errors.New(e.Error)}
+	}
+	return nil
+}
+
+// jsonObject decodes a flag's JSON object; null and the empty string mean an empty object.
+func jsonObject(flagName, text string) (map[string]any, error) {
+	if text == "" {
+		return map[string]any{}, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s must be a JSON object: %v", flagName, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s must be a single JSON object, found more after it", flagName)
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}

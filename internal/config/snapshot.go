@@ -1,0 +1,89 @@
+package config
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/persona"
+	"github.com/persona-router/persona-router/internal/rules"
+)
+
+// Snapshot is one complete, valid configuration. It is never modified after Load returns it,
+// so any number of requests may use it at once; a reload builds a new one.
+type Snapshot struct {
+	// Version identifies the configuration by the hash of its files.
+	Version  string
+	LoadedAt time.Time
+	Dirs     Dirs
+
+	personas  map[string]*persona.Template
+	rules     *rules.Set
+	ruleFiles []*rules.File
+	// routes holds, by rule order, the persona each rule renders.
+	routes   []route
+	fallback route
+	tests    int
+	// uncovered lists the rules no rule test reaches.
+	uncovered []*rules.Rule
+}
+
+// route is what one rule (or the fallback) renders.
+type route struct {
+	persona string
+	fields  *persona.Fields
+}
+
+// Result is the outcome of routing one request.
+type Result struct {
+	// Persona is the id of the template rendered.
+	Persona string
+	// Rule is the rule that matched, or nil for the default persona.
+	Rule *rules.Rule
+	// Config is what is sent to Anam; it is valid only when Err is nil.
+	Config anam.PersonaConfig
+	// Err is a rendering failure (a placeholder error or an invalid rendered id).
+	Err error
+	// Trace lists the rules tried, when asked for.
+	Trace []rules.Step
+	// Failed lists rules whose `when` failed at run time.
+	Failed []rules.Step
+}
+
+// Reason is "rule" when a rule matched, "default" otherwise.
+func (r *Result) Reason() string {
+	if r.Rule == nil {
+		return "default"
+	}
+	return "rule"
+}
+
+// Resolve decides which persona serves in and renders it. With trace, every rule tried is
+// recorded.
+func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
+	ev := expression.Acquire(in)
+	defer ev.Release()
+	d := s.rules.Decide(ev, in.Context, trace)
+	rt := s.fallback
+	if d.Rule != nil {
+		rt = s.routes[d.Rule.Order]
+	}
+	cfg, err := rt.fields.Render(ev)
+	return Result{Persona: rt.persona, Rule: d.Rule, Config: cfg, Err: err, Trace: d.Trace, Failed: d.Failed}
+}
+
+// PersonaIDs lists the template ids, sorted.
+func (s *Snapshot) PersonaIDs() []string {
+	return slices.Sorted(maps.Keys(s.personas))
+}
+
+// Rules lists the rules in decision order. The slice must not be modified.
+func (s *Snapshot) Rules() []*rules.Rule { return s.rules.Rules() }
+
+// Tests is the number of rule tests that passed when the snapshot was loaded.
+func (s *Snapshot) Tests() int { return s.tests }
+
+// Uncovered lists the rules that no rule test reaches.
+func (s *Snapshot) Uncovered() []*rules.Rule { return s.uncovered }

@@ -1,0 +1,317 @@
+// Package rules reads routing rules and decides, for one request, which rule picks the
+// persona.
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+
+	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/persona"
+	"github.com/persona-router/persona-router/internal/source"
+)
+
+// Rule routes matching requests to a persona.
+type Rule struct {
+	Name     string
+	When     string
+	Persona  string
+	Priority int
+	// Set overrides persona fields for requests this rule routes.
+	Set persona.Fields
+	// HasSet tells whether the rule has a `set` block.
+	HasSet bool
+	Pos    source.Pos
+	// PersonaPos is where the persona is named, for errors about it.
+	PersonaPos source.Pos
+	// Order is the rule's place in decision order, from 0.
+	Order int
+
+	program *vm.Program
+	// contexts lists the only request contexts the rule can match; nil means any.
+	contexts []string
+}
+
+// File is one rules file.
+type File struct {
+	Path  string
+	Rules []*Rule
+	Tests []*Test
+}
+
+var (
+	fileKeys = []string{"rules", "tests"}
+	ruleKeys = []string{"name", "when", "persona", "priority", "set"}
+)
+
+// Parse reads one rules file. An empty file is valid and holds nothing.
+func Parse(path string, data []byte) (*File, source.Errors) {
+	root, perr := source.Parse(path, data)
+	if perr != nil {
+		return nil, source.Errors{perr}
+	}
+	f := &File{Path: path}
+	if root == nil {
+		return f, nil
+	}
+	pairs, errs := source.Mapping(path, root, "rules file", fileKeys)
+	for _, p := range pairs {
+		items, err := source.Sequence(path, p.Value, p.Key)
+		if err != nil {
+			errs.Add(err)
+			continue
+		}
+		for _, item := range items {
+			switch p.Key {
+			case "rules":
+				r, rerrs := parseRule(path, item)
+				errs.Add(rerrs...)
+				if r != nil {
+					f.Rules = append(f.Rules, r)
+				}
+			case "tests":
+				t, terrs := parseTest(path, item)
+				errs.Add(terrs...)
+				if t != nil {
+					f.Tests = append(f.Tests, t)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return f, nil
+}
+
+func parseRule(path string, n *yaml.Node) (*Rule, source.Errors) {
+	pairs, errs := source.Mapping(path, n, "rule", ruleKeys)
+	r := &Rule{Pos: source.At(path, n)}
+	var whenNode *yaml.Node
+	for _, p := range pairs {
+		var err *source.Error
+		switch p.Key {
+		case "name":
+			r.Name, err = source.NonEmptyString(path, p.Value, "name")
+		case "when":
+			r.When, err = source.NonEmptyString(path, p.Value, "when")
+			whenNode = p.Value
+		case "persona":
+			r.Persona, err = source.NonEmptyString(path, p.Value, "persona")
+			r.PersonaPos = source.At(path, p.Value)
+		case "priority":
+			r.Priority, err = source.Int(path, p.Value, "priority")
+		case "set":
+			set, serrs := persona.ParseSet(path, p.Value)
+			errs.Add(serrs...)
+			r.Set, r.HasSet = set, true
+		}
+		if err != nil {
+			errs.Add(err)
+		}
+	}
+	for _, key := range []string{"name", "when", "persona"} {
+		if !has(pairs, key) {
+			errs.Addf(r.Pos, "rule %s has no %s (required)", describeRule(r.Name), key)
+		}
+	}
+	if whenNode != nil && r.When != "" {
+		if err := r.compile(path, whenNode); err != nil {
+			errs.Add(err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return r, nil
+}
+
+func has(pairs []source.Field, key string) bool {
+	for _, p := range pairs {
+		if p.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func describeRule(name string) string {
+	if name == "" {
+		return "(unnamed)"
+	}
+	return fmt.Sprintf("%q", name)
+}
+
+var boolType = reflect.TypeOf(true)
+
+// compile compiles `when` and works out which contexts it can match. An expression whose type
+// is known and not boolean is rejected here; one whose type depends on run-time values
+// (metadata.flag) is checked on every evaluation instead.
+func (r *Rule) compile(path string, n *yaml.Node) *source.Error {
+	prog, err := expression.Compile(r.When)
+	if err != nil {
+		return expression.ErrorAt(path, n, 0, "when", err)
+	}
+	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface && t != boolType {
+		return source.Errorf(source.At(path, n), "when must be a boolean expression (like context == \"sales\"), but %q is a %s", r.When, t)
+	}
+	r.program = prog
+	r.contexts = indexContexts(r.When)
+	return nil
+}
+
+// Test is a rule test: a request and what deciding it must give.
+type Test struct {
+	Name  string
+	Pos   source.Pos
+	Input expression.Input
+	// Expect holds what is checked; nil pointers are not checked.
+	ExpectPersona *string
+	// ExpectRule is the rule expected to match; ExpectDefault asks for no rule (`rule: null`).
+	ExpectRule    *string
+	ExpectDefault bool
+	// ExpectConfig lists persona-config fields compared exactly after rendering.
+	ExpectConfig []ConfigExpectation
+}
+
+// ConfigExpectation is one expected persona-config field.
+type ConfigExpectation struct {
+	Field string
+	Value any
+	Pos   source.Pos
+}
+
+var (
+	testKeys    = []string{"name", "request", "expect"}
+	requestKeys = []string{"context", "metadata", "user"}
+	expectKeys  = []string{"persona", "rule", "personaConfig"}
+)
+
+func parseTest(path string, n *yaml.Node) (*Test, source.Errors) {
+	pairs, errs := source.Mapping(path, n, "test", testKeys)
+	t := &Test{Pos: source.At(path, n)}
+	for _, p := range pairs {
+		switch p.Key {
+		case "name":
+			var err *source.Error
+			if t.Name, err = source.NonEmptyString(path, p.Value, "test name"); err != nil {
+				errs.Add(err)
+			}
+		case "request":
+			errs.Add(t.parseRequest(path, p.Value)...)
+		case "expect":
+			errs.Add(t.parseExpect(path, p.Value)...)
+		}
+	}
+	if !has(pairs, "name") {
+		errs.Addf(t.Pos, "test has no name (required)")
+	}
+	if !has(pairs, "expect") {
+		errs.Addf(t.Pos, "test %s has no expect (expected persona, rule and/or personaConfig)", describeRule(t.Name))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return t, nil
+}
+
+func (t *Test) parseRequest(path string, n *yaml.Node) source.Errors {
+	pairs, errs := source.Mapping(path, n, "request", requestKeys)
+	for _, p := range pairs {
+		switch p.Key {
+		case "context":
+			v, err := source.String(path, p.Value, "context")
+			if err != nil {
+				errs.Add(err)
+			}
+			t.Input.Context = v
+		case "metadata", "user":
+			m, err := jsonMap(path, p.Value, p.Key)
+			if err != nil {
+				errs.Add(err)
+				continue
+			}
+			if p.Key == "metadata" {
+				t.Input.Metadata = m
+			} else {
+				t.Input.User = m
+			}
+		}
+	}
+	return errs
+}
+
+// jsonMap decodes a mapping into the values a JSON request would carry (numbers as float64),
+// so that a rule test sees exactly what the server would see.
+func jsonMap(path string, n *yaml.Node, what string) (map[string]any, *source.Error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, source.Errorf(source.At(path, n), "%s must be a mapping, got %s", what, source.Describe(n))
+	}
+	var raw any
+	if err := n.Decode(&raw); err != nil {
+		return nil, source.Errorf(source.At(path, n), "%s: %v", what, err)
+	}
+	v, err := toJSON(raw)
+	if err != nil {
+		return nil, source.Errorf(source.At(path, n), "%s: %v", what, err)
+	}
+	m, _ := v.(map[string]any)
+	return m, nil
+}
+
+// toJSON converts a YAML-decoded value to its JSON-decoded equivalent.
+func toJSON(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be expressed as JSON: %w", err)
+	}
+	var out any
+	return out, json.Unmarshal(b, &out)
+}
+
+func (t *Test) parseExpect(path string, n *yaml.Node) source.Errors {
+	pairs, errs := source.Mapping(path, n, "expect", expectKeys)
+	for _, p := range pairs {
+		switch p.Key {
+		case "persona":
+			v, err := source.String(path, p.Value, "expect.persona")
+			if err != nil {
+				errs.Add(err)
+				continue
+			}
+			t.ExpectPersona = &v
+		case "rule":
+			if p.Value.ShortTag() == "!!null" {
+				t.ExpectDefault = true
+				continue
+			}
+			v, err := source.String(path, p.Value, "expect.rule (a rule name, or null for no rule)")
+			if err != nil {
+				errs.Add(err)
+				continue
+			}
+			t.ExpectRule = &v
+		case "personaConfig":
+			fields, ferrs := source.Mapping(path, p.Value, "expect.personaConfig", persona.FieldNames)
+			errs.Add(ferrs...)
+			for _, f := range fields {
+				var raw any
+				if err := f.Value.Decode(&raw); err != nil {
+					errs.Addf(source.At(path, f.Value), "expect.personaConfig.%s: %v", f.Key, err)
+					continue
+				}
+				v, err := toJSON(raw)
+				if err != nil {
+					errs.Addf(source.At(path, f.Value), "expect.personaConfig.%s %v", f.Key, err)
+					continue
+				}
+				t.ExpectConfig = append(t.ExpectConfig, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value)})
+			}
+		}
+	}
+	return errs
+}

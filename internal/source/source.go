@@ -1,0 +1,298 @@
+// Package source reads the YAML files that hold personas and rules and reports what is wrong
+// with them as positioned diagnostics ("path:line:col: message").
+//
+// Files are decoded into yaml.Node trees and walked by hand rather than unmarshalled into
+// structs, because only the node tree keeps the line and column of every key and value, and a
+// product engineer editing YAML needs to be pointed at the exact spot.
+package source
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Pos is a position in a file. Line and Col are 1-based.
+type Pos struct {
+	Path string
+	Line int
+	Col  int
+}
+
+// At returns the position of a YAML node in the file at path.
+func At(path string, n *yaml.Node) Pos {
+	return Pos{Path: path, Line: n.Line, Col: n.Column}
+}
+
+func (p Pos) String() string {
+	return p.Path + ":" + strconv.Itoa(p.Line) + ":" + strconv.Itoa(p.Col)
+}
+
+// Error is one problem found in a file.
+type Error struct {
+	Pos Pos
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// Errorf returns an Error at pos.
+func Errorf(pos Pos, format string, args ...any) *Error {
+	return &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Errors collects every problem of a load, so that one run reports all of them.
+type Errors []*Error
+
+// Add appends errs, flattening nested Errors.
+func (l *Errors) Add(errs ...*Error) { *l = append(*l, errs...) }
+
+// Addf appends a new Error at pos.
+func (l *Errors) Addf(pos Pos, format string, args ...any) {
+	l.Add(Errorf(pos, format, args...))
+}
+
+// Err returns the list as an error, or nil when it is empty.
+func (l Errors) Err() error {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+func (l Errors) Error() string {
+	lines := make([]string, len(l))
+	for i, e := range l {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Strings returns each error's text, for JSON answers and logs.
+func (l Errors) Strings() []string {
+	out := make([]string, len(l))
+	for i, e := range l {
+		out[i] = e.Error()
+	}
+	return out
+}
+
+// AsErrors returns the diagnostics inside err: the list itself when err is an Errors, or a
+// single position-less entry otherwise.
+func AsErrors(err error) Errors {
+	var list Errors
+	if errors.As(err, &list) {
+		return list
+	}
+	var one *Error
+	if errors.As(err, &one) {
+		return Errors{one}
+	}
+	return Errors{{Msg: err.Error()}}
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// Parse parses YAML text into its document node. A syntax error is reported at the line
+// yaml.v3 names; yaml.v3 gives no column, so the column is that of the line's first
+// non-blank character.
+func Parse(path string, data []byte) (*yaml.Node, *Error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		msg := err.Error()
+		line := 1
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		} else {
+			msg = strings.TrimPrefix(msg, "yaml: ")
+		}
+		return nil, Errorf(Pos{Path: path, Line: line, Col: firstColumn(data, line)}, "YAML syntax error: %s", msg)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	return doc.Content[0], nil
+}
+
+func firstColumn(data []byte, line int) int {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return 1
+	}
+	text := lines[line-1]
+	return len(text) - len(strings.TrimLeft(text, " \t")) + 1
+}
+
+// Field is one key/value pair of a mapping.
+type Field struct {
+	Key   string
+	KeyN  *yaml.Node
+	Value *yaml.Node
+}
+
+// Mapping returns the pairs of a mapping node in document order. It reports a node that is
+// not a mapping, a duplicate key, and — when known is not nil — every key not in known,
+// suggesting the closest known key.
+func Mapping(path string, n *yaml.Node, what string, known []string) ([]Field, Errors) {
+	var errs Errors
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode {
+		errs.Addf(At(path, n), "%s must be a mapping, got %s", what, Describe(n))
+		return nil, errs
+	}
+	fields := make([]Field, 0, len(n.Content)/2)
+	seen := make(map[string]bool, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolveAlias(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			errs.Addf(At(path, k), "%s keys must be strings", what)
+			continue
+		}
+		if seen[k.Value] {
+			errs.Addf(At(path, k), "duplicate key %q in %s", k.Value, what)
+			continue
+		}
+		seen[k.Value] = true
+		if known != nil && !contains(known, k.Value) {
+			errs.Addf(At(path, k), "unknown field %q in %s (expected one of: %s%s)",
+				k.Value, what, strings.Join(known, ", "), suggest(k.Value, known))
+			continue
+		}
+		fields = append(fields, Field{Key: k.Value, KeyN: k, Value: v})
+	}
+	return fields, errs
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest names the known key that differs from key only in case, the typo people make most
+// (avatarID for avatarId).
+func suggest(key string, known []string) string {
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return "; did you mean " + strconv.Quote(k) + "?"
+		}
+	}
+	return ""
+}
+
+// Describe names the kind of a node for error messages.
+func Describe(n *yaml.Node) string {
+	n = resolveAlias(n)
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!bool":
+			return "a boolean (" + n.Value + ")"
+		case "!!int", "!!float":
+			return "a number (" + n.Value + ")"
+		}
+		return "a string"
+	}
+	return "an empty document"
+}
+
+// String decodes a string scalar. Numbers and booleans are not accepted as strings, so that
+// `name: 123` or `when: true` is reported rather than silently coerced.
+func String(path string, n *yaml.Node, what string) (string, *Error) {
+	n = resolveAlias(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return "", Errorf(At(path, n), "%s must be a string, got %s", what, Describe(n))
+	}
+	return n.Value, nil
+}
+
+// NonEmptyString decodes a string scalar that must not be empty.
+func NonEmptyString(path string, n *yaml.Node, what string) (string, *Error) {
+	s, err := String(path, n, what)
+	if err == nil && s == "" {
+		err = Errorf(At(path, n), "%s must not be empty", what)
+	}
+	return s, err
+}
+
+// Int decodes an integer scalar.
+func Int(path string, n *yaml.Node, what string) (int, *Error) {
+	n = resolveAlias(n)
+	var v int
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+		return 0, Errorf(At(path, n), "%s must be an integer, got %s", what, Describe(n))
+	}
+	return v, nil
+}
+
+// Bool decodes a boolean scalar.
+func Bool(path string, n *yaml.Node, what string) (bool, *Error) {
+	n = resolveAlias(n)
+	var v bool
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&v) != nil {
+		return false, Errorf(At(path, n), "%s must be true or false, got %s", what, Describe(n))
+	}
+	return v, nil
+}
+
+// Sequence returns the items of a list node.
+func Sequence(path string, n *yaml.Node, what string) ([]*yaml.Node, *Error) {
+	n = resolveAlias(n)
+	if n.Kind != yaml.SequenceNode {
+		return nil, Errorf(At(path, n), "%s must be a list, got %s", what, Describe(n))
+	}
+	return n.Content, nil
+}
+
+// ValueAt returns the position of the first character of a scalar's text in the file, which
+// differs from the node's position for quoted scalars. ok is false for block scalars and
+// multi-line values, whose text does not map onto one line of the file.
+func ValueAt(path string, n *yaml.Node) (pos Pos, ok bool) {
+	pos = At(path, n)
+	switch n.Style {
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		pos.Col++
+		if n.Style == yaml.DoubleQuotedStyle && strings.ContainsAny(n.Value, "\"\\") {
+			return pos, false
+		}
+		if n.Style == yaml.SingleQuotedStyle && strings.Contains(n.Value, "'") {
+			return pos, false
+		}
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		return pos, false
+	}
+	return pos, !strings.Contains(n.Value, "\n")
+}
+
+// Offset returns the position of the character at (line, col) of a scalar's value, where line
+// is 1-based and col 0-based within the value, as expr reports them. When the value's text
+// cannot be mapped onto the file, it returns the position of the node itself.
+func Offset(path string, n *yaml.Node, line, col int) Pos {
+	pos, ok := ValueAt(path, n)
+	if !ok || line != 1 {
+		return At(path, n)
+	}
+	pos.Col += col
+	return pos
+}
