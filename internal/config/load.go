@@ -145,6 +145,7 @@ func build(dirs Dirs, personaFiles, ruleFiles []file) (*Snapshot, error) {
 		errs.Add(s.linkRules()...)
 	}
 	if len(errs) > 0 {
+		errs.Sort()
 		return nil, errs
 	}
 	if err := s.runTests(); err != nil {

@@ -4,9 +4,9 @@ package persona
 
 import (
 	"maps"
-	"slices"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/persona-router/persona-router/internal/source"

@@ -7,9 +7,11 @@
 package source
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,6 +49,13 @@ func Errorf(pos Pos, format string, args ...any) *Error {
 
 // Errors collects every problem of a load, so that one run reports all of them.
 type Errors []*Error
+
+// Sort orders the errors by file and position, keeping the order of errors at one position.
+func (l Errors) Sort() {
+	slices.SortStableFunc(l, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.Pos.Path, b.Pos.Path), cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
+	})
+}
 
 // Add appends errs, flattening nested Errors.
 func (l *Errors) Add(errs ...*Error) { *l = append(*l, errs...) }
@@ -159,8 +168,8 @@ func Mapping(path string, n *yaml.Node, what string, known []string) ([]Field, E
 		}
 		seen[k.Value] = true
 		if known != nil && !contains(known, k.Value) {
-			errs.Addf(At(path, k), "unknown field %q in %s (expected one of: %s%s)",
-				k.Value, what, strings.Join(known, ", "), suggest(k.Value, known))
+			errs.Addf(At(path, k), "unknown field %q in %s%s (expected one of: %s)",
+				k.Value, what, suggest(k.Value, known), strings.Join(known, ", "))
 			continue
 		}
 		fields = append(fields, Field{Key: k.Value, KeyN: k, Value: v})
@@ -189,7 +198,7 @@ func contains(list []string, s string) bool {
 func suggest(key string, known []string) string {
 	for _, k := range known {
 		if strings.EqualFold(k, key) {
-			return "; did you mean " + strconv.Quote(k) + "?"
+			return ", did you mean " + strconv.Quote(k) + "?"
 		}
 	}
 	return ""

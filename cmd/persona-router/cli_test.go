@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the program with args and returns its exit error, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (error, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), append([]string{"persona-router"}, args...), func(string) string { return "" }, &stdout, &stderr)
+	return err, stdout.String(), stderr.String()
+}
+
+// writeConfig lays out a configuration in a temporary directory and returns the flags that
+// point at it.
+func writeConfig(t *testing.T, files map[string]string) []string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"rules", "personas"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--rules", filepath.Join(root, "rules"), "--personas", filepath.Join(root, "personas")}
+}
+
+var shipped = []string{"--rules", "../../rules", "--personas", "../../personas"}
+
+const defaultPersona = `name: "Cara for {{ user.name ?? 'you' }}"
+avatarId: "{{ metadata.avatar ?? '30fa96d0-26c4-4e55-94a0-517025942e18' }}"
+voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
+`
+
+func TestCheckShippedConfig(t *testing.T) {
+	err, stdout, stderr := runCLI(t, append([]string{"check", "--require-coverage"}, shipped...)...)
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, stderr)
+	}
+	if !strings.HasPrefix(stdout, "ok: 5 personas, 7 rules, 11 tests passed, 0 rules untested (version ") || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("summary = %q", stdout)
+	}
+}
+
+func TestCheckListsEveryError(t *testing.T) {
+	flags := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona + "avatarID: x\n",
+		"rules/a.yaml":          "rules:\n  - {name: a, when: '\"sales\"', persona: nope}\n",
+	})
+	err, stdout, stderr := runCLI(t, append([]string{"check"}, flags...)...)
+	if err == nil {
+		t.Fatal("check passed a bad configuration")
+	}
+	if stdout != "" {
+		t.Errorf("stdout = %q, want nothing", stdout)
+	}
+	for _, want := range []string{"default.yaml:4:1: unknown field \"avatarID\"", "a.yaml:2:21: when must be a boolean", "configuration rejected: 2 error(s)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestCheckRequireCoverage(t *testing.T) {
+	flags := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona,
+		"rules/a.yaml": `rules:
+  - {name: tested, when: 'context == "a"', persona: default}
+  - {name: untested, when: 'context == "b"', persona: default}
+tests:
+  - {name: a, request: {context: a}, expect: {rule: tested}}
+`,
+	})
+	err, stdout, stderr := runCLI(t, append([]string{"check"}, flags...)...)
+	if err != nil || !strings.Contains(stdout, "1 tests passed, 1 rules untested") || !strings.Contains(stderr, `a.yaml:3:5: warning: rule "untested" is reached by no rule test`) {
+		t.Errorf("check = %v\nstdout: %s\nstderr: %s", err, stdout, stderr)
+	}
+	err, _, stderr = runCLI(t, append([]string{"check", "--require-coverage"}, flags...)...)
+	if err == nil || !strings.Contains(stderr, `error: rule "untested" is reached by no rule test`) {
+		t.Errorf("check --require-coverage = %v\nstderr: %s", err, stderr)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	err, stdout, stderr := runCLI(t, append([]string{"explain", "--context", "customer-support",
+		"--metadata", `{"tier": "enterprise", "product": "Atlas"}`, "--user", `{"id": "u1", "name": "Dana"}`}, shipped...)...)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, stderr)
+	}
+	var got struct {
+		Persona       string
+		Rule          *string
+		Reason        string
+		ConfigVersion string
+		PersonaConfig map[string]any
+		Trace         []struct {
+			Rule    string
+			Matched bool
+			Error   string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("stdout is not the decision JSON: %v\n%s", err, stdout)
+	}
+	if got.Persona != "enterprise-support" || got.Rule == nil || *got.Rule != "enterprise-support" || got.Reason != "rule" || got.ConfigVersion == "" {
+		t.Errorf("decision = %+v", got)
+	}
+	if p, _ := got.PersonaConfig["systemPrompt"].(string); !strings.Contains(p, "senior support engineer for Atlas") || !strings.Contains(p, "with Dana") {
+		t.Errorf("systemPrompt = %q", p)
+	}
+	if len(got.Trace) != 1 || got.Trace[0].Rule != "enterprise-support" || !got.Trace[0].Matched {
+		t.Errorf("trace = %+v, want only enterprise-support (support rules of other contexts are indexed out)", got.Trace)
+	}
+}
+
+func TestExplainDefaultAndTraceErrors(t *testing.T) {
+	flags := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona,
+		"rules/a.yaml":          "rules:\n  - {name: broken, when: 'user.id + \"x\" == \"y\"', persona: default}\n",
+	})
+	err, stdout, _ := runCLI(t, append([]string{"explain"}, flags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["rule"] != nil || got["reason"] != "default" || got["persona"] != "default" {
+		t.Errorf("decision = %v", got)
+	}
+	trace := got["trace"].([]any)
+	if len(trace) != 1 || !strings.Contains(trace[0].(map[string]any)["error"].(string), "invalid operation") {
+		t.Errorf("trace = %v, want the run-time error of rule broken", trace)
+	}
+}
+
+func TestExplainRenderFailureExits1(t *testing.T) {
+	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona})
+	err, stdout, stderr := runCLI(t, append([]string{"explain", "--metadata", `{"avatar": "not-a-uuid"}`}, flags...)...)
+	if err == nil {
+		t.Fatal("explain exited 0 for an invalid rendered avatarId")
+	}
+	if !strings.Contains(stderr, `avatarId must be a UUID`) || !strings.Contains(stdout, `"personaConfig": null`) {
+		t.Errorf("stdout: %s\nstderr: %s", stdout, stderr)
+	}
+}
+
+func TestExplainRejectsInvalidJSON(t *testing.T) {
+	for _, args := range [][]string{
+		{"--metadata", `{"tier": `},
+		{"--metadata", `[1, 2]`},
+		{"--user", `"u1"`},
+		{"--user", `{} {}`},
+	} {
+		err, stdout, stderr := runCLI(t, append(append([]string{"explain"}, args...), shipped...)...)
+		if err == nil || stdout != "" || !strings.Contains(stderr, args[0]+" must be") {
+			t.Errorf("%v: err=%v stdout=%q stderr=%q", args, err, stdout, stderr)
+		}
+	}
+}
+
+func TestUnknownCommandAndFlags(t *testing.T) {
+	if err, _, stderr := runCLI(t, "frobnicate"); err == nil || !strings.Contains(stderr, "Usage:") {
+		t.Errorf("unknown command: %v %s", err, stderr)
+	}
+	if err, _, _ := runCLI(t, "check", "--no-such-flag"); err == nil {
+		t.Errorf("unknown flag accepted")
+	}
+	if err, _, _ := runCLI(t, "check", "-h"); err != nil {
+		t.Errorf("check -h: %v", err)
+	}
+}

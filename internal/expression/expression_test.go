@@ -1,0 +1,127 @@
+package expression_test
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/persona-router/persona-router/internal/expression"
+)
+
+// The bucket of a key must never change: rollouts depend on users staying in their bucket
+// across processes, machines, restarts and releases. These are MurmurHash3 x86 32-bit values
+// (seed 0) modulo 100, e.g. murmur3("hello") = 613153351.
+func TestBucketIsStable(t *testing.T) {
+	for key, want := range map[string]int{
+		"":                0,
+		"hello":           51,
+		"u-1001:sales-v2": 60,
+		"u-1002:sales-v2": 16,
+		"u-1007":          8,
+	} {
+		if got := expression.Bucket(key); got != want {
+			t.Errorf("Bucket(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func TestBucketSpreadsEvenly(t *testing.T) {
+	var counts [100]int
+	const n = 100_000
+	for i := range n {
+		counts[expression.Bucket("user-"+strconv.Itoa(i))]++
+	}
+	for b, c := range counts {
+		if c < n/100*8/10 || c > n/100*12/10 {
+			t.Errorf("bucket %d got %d of %d keys, want about %d", b, c, n, n/100)
+		}
+	}
+}
+
+func eval(t *testing.T, src string, in expression.Input) (any, error) {
+	t.Helper()
+	p, err := expression.Compile(src)
+	if err != nil {
+		t.Fatalf("Compile(%q): %v", src, err)
+	}
+	ev := expression.Acquire(in)
+	defer ev.Release()
+	return ev.Eval(p)
+}
+
+func TestEvalSeesTheRequest(t *testing.T) {
+	in := expression.Input{
+		Context:  "sales",
+		Metadata: map[string]any{"tier": "pro", "seats": 12.0},
+		User:     map[string]any{"id": "u-1002"},
+	}
+	for src, want := range map[string]any{
+		`context`:                         "sales",
+		`metadata.tier`:                   "pro",
+		`metadata.seats > 10`:             true,
+		`metadata.missing`:                nil,
+		`user.id`:                         "u-1002",
+		`bucket(user.id + ":sales-v2")`:   16,
+		`metadata?.nested?.deep ?? "n/a"`: "n/a",
+	} {
+		got, err := eval(t, src, in)
+		if err != nil || got != want {
+			t.Errorf("%s = %v, %v; want %v", src, got, err, want)
+		}
+	}
+}
+
+func TestAbsentMetadataAndUserAreEmpty(t *testing.T) {
+	got, err := eval(t, `len(metadata) + len(user)`, expression.Input{})
+	if err != nil || got != 0 {
+		t.Fatalf("got %v, %v; want 0", got, err)
+	}
+}
+
+func TestRunTimeErrorsAreErrors(t *testing.T) {
+	for _, src := range []string{
+		`user.id + ":x"`,                 // nil + string
+		`bucket(user.id) < 20`,           // nil key
+		`len(map(1..100000, # * 2)) > 0`, // over the memory budget
+	} {
+		if got, err := eval(t, src, expression.Input{}); err == nil {
+			t.Errorf("%s = %v, want an error", src, got)
+		}
+	}
+}
+
+func TestCompileRejectsUnknownNamesAndHugeExpressions(t *testing.T) {
+	if _, err := expression.Compile(`contxt == "sales"`); err == nil || !strings.Contains(err.Error(), "unknown name contxt") {
+		t.Errorf("misspelt variable: %v", err)
+	}
+	huge := strings.Repeat(`context == "x" || `, 2000) + "true"
+	if _, err := expression.Compile(huge); err == nil {
+		t.Errorf("an expression of %d nodes compiled, want the node limit to refuse it", 4*2000)
+	}
+}
+
+func TestEvaluatorsAreIndependentAcrossGoroutines(t *testing.T) {
+	p, err := expression.Compile(`context + ":" + string(metadata.n)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				ctx := "c" + strconv.Itoa(g)
+				ev := expression.Acquire(expression.Input{Context: ctx, Metadata: map[string]any{"n": i}})
+				got, err := ev.Eval(p)
+				ev.Release()
+				if want := ctx + ":" + strconv.Itoa(i); err != nil || got != want {
+					t.Errorf("got %v, %v; want %s", got, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
