@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
 	"github.com/persona-router/persona-router/internal/source"
@@ -99,9 +100,10 @@ func version(groups ...[]file) string {
 
 func build(dirs Dirs, personaFiles, ruleFiles []file) (*Snapshot, error) {
 	var errs source.Errors
+	compiler := expression.NewCompiler()
 	templates := make(map[string]*persona.Template, len(personaFiles))
 	for _, f := range personaFiles {
-		t, terrs := persona.Parse(f.path, f.data)
+		t, terrs := persona.Parse(f.path, f.data, compiler)
 		errs.Add(terrs...)
 		if t == nil {
 			continue
@@ -121,7 +123,7 @@ func build(dirs Dirs, personaFiles, ruleFiles []file) (*Snapshot, error) {
 
 	var files []*rules.File
 	for _, f := range ruleFiles {
-		rf, rerrs := rules.Parse(f.path, f.data)
+		rf, rerrs := rules.Parse(f.path, f.data, compiler)
 		errs.Add(rerrs...)
 		if rf != nil {
 			files = append(files, rf)
@@ -138,6 +140,7 @@ func build(dirs Dirs, personaFiles, ruleFiles []file) (*Snapshot, error) {
 		rules:     set,
 		routes:    make([]route, len(set.Rules())),
 		ruleFiles: files,
+		layout:    compiler.Layout(),
 	}
 	if personasOK {
 		def := templates[persona.DefaultID]

@@ -19,6 +19,7 @@ type Snapshot struct {
 	LoadedAt time.Time
 	Dirs     Dirs
 
+	layout    *expression.Layout
 	personas  map[string]*persona.Template
 	rules     *rules.Set
 	ruleFiles []*rules.File
@@ -63,7 +64,7 @@ func (r *Result) Reason() string {
 // Resolve decides which persona serves in and renders it. With trace, every rule tried is
 // recorded.
 func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
-	ev := expression.Acquire(in)
+	ev := expression.Acquire(in, s.layout)
 	defer ev.Release()
 	d := s.rules.Decide(ev, in.Context, trace)
 	rt := s.fallback

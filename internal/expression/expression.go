@@ -10,11 +10,15 @@ package expression
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 	"github.com/twmb/murmur3"
 	"gopkg.in/yaml.v3"
@@ -42,29 +46,138 @@ type Input struct {
 	User map[string]any
 }
 
-// declared is the environment expressions are type-checked against: `context` is a string,
-// `metadata` and `user` are maps whose values are unknown until run time.
-var declared = map[string]any{
-	"context":  "",
-	"metadata": map[string]any{},
-	"user":     map[string]any{},
+// roots are the variables whose top-level keys expressions may read directly.
+var roots = [...]string{"metadata", "user"}
+
+// Compiler compiles the expressions of one configuration. Besides compiling, it records every
+// `metadata.key` and `user.key` the expressions read: those reads are turned into variables of
+// their own, filled in once per request, because expr reads map members through reflection,
+// which allocates on every evaluation, while it reads variables of a map environment directly.
+// A Compiler is not safe for concurrent use.
+type Compiler struct {
+	reads []read
+	index map[string]bool
 }
 
-var options = []expr.Option{
-	expr.Env(declared),
-	expr.Function("bucket", func(params ...any) (any, error) {
-		key, ok := params[0].(string)
-		if !ok {
-			return nil, fmt.Errorf("bucket: the key must be a string, got %T", params[0])
+// read is one flattened member read: the variable named flat holds root[key].
+type read struct {
+	root int
+	key  string
+	flat string
+}
+
+// NewCompiler returns a Compiler for one configuration.
+func NewCompiler() *Compiler {
+	return &Compiler{index: make(map[string]bool)}
+}
+
+// Compile compiles one expression against the request environment: `context` (a string),
+// `metadata` and `user` (maps), and the function bucket.
+func (c *Compiler) Compile(src string) (*vm.Program, error) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return expr.Compile(src, options(nil)...) // reports the syntax error as expr words it
+	}
+	reads := flattenable(tree.Node)
+	p, err := expr.Compile(src, options(reads)...)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reads {
+		if !c.index[r.flat] {
+			c.index[r.flat] = true
+			c.reads = append(c.reads, r)
 		}
-		return Bucket(key), nil
-	}, new(func(string) int)),
-	expr.MaxNodes(MaxNodes),
+	}
+	return p, nil
 }
 
-// Compile compiles one expression against the request environment.
-func Compile(src string) (*vm.Program, error) {
-	return expr.Compile(src, options...)
+// Layout returns what evaluations of this Compiler's programs must fill in per request.
+func (c *Compiler) Layout() *Layout {
+	return &Layout{reads: slices.Clone(c.reads)}
+}
+
+// Layout lists the member reads of one configuration's programs. It is immutable.
+type Layout struct {
+	reads []read
+}
+
+func options(reads []read) []expr.Option {
+	object := types.TypeOf(map[string]any{})
+	env := types.Map{"context": types.String, "metadata": object, "user": object}
+	for _, r := range reads {
+		env[r.flat] = types.Any
+	}
+	return []expr.Option{
+		expr.Env(env),
+		expr.Function("bucket", func(params ...any) (any, error) {
+			key, ok := params[0].(string)
+			if !ok {
+				return nil, fmt.Errorf("bucket: the key must be a string, got %T", params[0])
+			}
+			return Bucket(key), nil
+		}, new(func(string) int)),
+		expr.MaxNodes(MaxNodes),
+		expr.Patch(flattener{}),
+	}
+}
+
+// flattenable lists the member reads of an expression that can become variables: a literal
+// key of metadata or user, as in metadata.tier, user?.id or metadata["product"]. An expression
+// that declares a variable named like a root is left alone.
+func flattenable(root ast.Node) []read {
+	var c collector
+	ast.Walk(&root, &c)
+	if c.shadowed {
+		return nil
+	}
+	return c.reads
+}
+
+type collector struct {
+	reads    []read
+	shadowed bool
+}
+
+func (c *collector) Visit(node *ast.Node) {
+	if v, ok := (*node).(*ast.VariableDeclaratorNode); ok && slices.Contains(roots[:], v.Name) {
+		c.shadowed = true
+	}
+	if r, ok := asRead(*node); ok && !slices.ContainsFunc(c.reads, func(x read) bool { return x.flat == r.flat }) {
+		c.reads = append(c.reads, r)
+	}
+}
+
+func asRead(n ast.Node) (read, bool) {
+	m, ok := n.(*ast.MemberNode)
+	if !ok || m.Method {
+		return read{}, false
+	}
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok {
+		return read{}, false
+	}
+	key, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return read{}, false
+	}
+	i := slices.Index(roots[:], id.Value)
+	if i < 0 {
+		return read{}, false
+	}
+	// The dot in the name keeps it apart from every identifier an expression can spell.
+	return read{root: i, key: key.Value, flat: id.Value + "." + key.Value}, true
+}
+
+// flattener replaces each flattenable member read with its variable. The roots are never nil
+// (Acquire makes absent ones empty), so an optional read (user?.id) means the same as a plain
+// one.
+type flattener struct{}
+
+func (flattener) Visit(node *ast.Node) {
+	if r, ok := asRead(*node); ok {
+		ast.Patch(node, &ast.IdentifierNode{Value: r.flat})
+	}
 }
 
 // Bucket maps key to 0–99, the same on every process, machine and restart: the MurmurHash3
@@ -84,19 +197,23 @@ type Evaluator struct {
 var pool = sync.Pool{New: func() any {
 	return &Evaluator{
 		vm:  vm.VM{MemoryBudget: MemoryBudget},
-		env: make(map[string]any, len(declared)),
+		env: make(map[string]any, 8),
 	}
 }}
 
 var empty = map[string]any{}
 
-// Acquire returns an Evaluator bound to in. Absent metadata or user are empty maps, so
-// expressions see `metadata.tier` as nil rather than failing on a nil map.
-func Acquire(in Input) *Evaluator {
+// Acquire returns an Evaluator bound to in, for programs compiled by the Compiler whose layout
+// is l. Absent metadata or user are empty maps, so expressions see `metadata.tier` as nil
+// rather than failing on a nil map.
+func Acquire(in Input, l *Layout) *Evaluator {
 	e := pool.Get().(*Evaluator)
+	src := [len(roots)]map[string]any{orEmpty(in.Metadata), orEmpty(in.User)}
 	e.env["context"] = in.Context
-	e.env["metadata"] = orEmpty(in.Metadata)
-	e.env["user"] = orEmpty(in.User)
+	e.env["metadata"], e.env["user"] = src[0], src[1]
+	for _, r := range l.reads {
+		e.env[r.flat] = src[r.root][r.key]
+	}
 	return e
 }
 
@@ -107,9 +224,10 @@ func orEmpty(m map[string]any) map[string]any {
 	return m
 }
 
-// Release returns e to the pool. e must not be used afterwards.
+// Release returns e to the pool. e must not be used afterwards. Its environment keeps
+// pointing at the request until the next Acquire overwrites it or the pool is collected:
+// clearing it would cost as much as filling it.
 func (e *Evaluator) Release() {
-	e.env["context"], e.env["metadata"], e.env["user"] = nil, nil, nil
 	pool.Put(e)
 }
 

@@ -41,11 +41,12 @@ func TestBucketSpreadsEvenly(t *testing.T) {
 
 func eval(t *testing.T, src string, in expression.Input) (any, error) {
 	t.Helper()
-	p, err := expression.Compile(src)
+	c := expression.NewCompiler()
+	p, err := c.Compile(src)
 	if err != nil {
 		t.Fatalf("Compile(%q): %v", src, err)
 	}
-	ev := expression.Acquire(in)
+	ev := expression.Acquire(in, c.Layout())
 	defer ev.Release()
 	return ev.Eval(p)
 }
@@ -92,20 +93,22 @@ func TestRunTimeErrorsAreErrors(t *testing.T) {
 }
 
 func TestCompileRejectsUnknownNamesAndHugeExpressions(t *testing.T) {
-	if _, err := expression.Compile(`contxt == "sales"`); err == nil || !strings.Contains(err.Error(), "unknown name contxt") {
+	if _, err := expression.NewCompiler().Compile(`contxt == "sales"`); err == nil || !strings.Contains(err.Error(), "unknown name contxt") {
 		t.Errorf("misspelt variable: %v", err)
 	}
 	huge := strings.Repeat(`context == "x" || `, 2000) + "true"
-	if _, err := expression.Compile(huge); err == nil {
+	if _, err := expression.NewCompiler().Compile(huge); err == nil {
 		t.Errorf("an expression of %d nodes compiled, want the node limit to refuse it", 4*2000)
 	}
 }
 
 func TestEvaluatorsAreIndependentAcrossGoroutines(t *testing.T) {
-	p, err := expression.Compile(`context + ":" + string(metadata.n)`)
+	c := expression.NewCompiler()
+	p, err := c.Compile(`context + ":" + string(metadata.n)`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	layout := c.Layout()
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -113,7 +116,7 @@ func TestEvaluatorsAreIndependentAcrossGoroutines(t *testing.T) {
 			defer wg.Done()
 			for i := range 500 {
 				ctx := "c" + strconv.Itoa(g)
-				ev := expression.Acquire(expression.Input{Context: ctx, Metadata: map[string]any{"n": i}})
+				ev := expression.Acquire(expression.Input{Context: ctx, Metadata: map[string]any{"n": i}}, layout)
 				got, err := ev.Eval(p)
 				ev.Release()
 				if want := ctx + ":" + strconv.Itoa(i); err != nil || got != want {

@@ -50,8 +50,8 @@ type Fields struct {
 	skipGreeting            *setting[bool]
 }
 
-// ParseFields reads persona fields from mapping pairs. what names the block in errors.
-func ParseFields(path string, pairs []source.Field) (Fields, source.Errors) {
+// ParseFields reads persona fields from mapping pairs, compiling placeholders with c.
+func ParseFields(path string, pairs []source.Field, c *expression.Compiler) (Fields, source.Errors) {
 	var f Fields
 	var errs source.Errors
 	for _, p := range pairs {
@@ -79,7 +79,7 @@ func ParseFields(path string, pairs []source.Field) (Fields, source.Errors) {
 				errs.Addf(source.At(path, p.KeyN), "unknown persona field %q", p.Key)
 				continue
 			}
-			t, terrs := ParseText(path, p.Value, p.Key)
+			t, terrs := ParseText(path, p.Value, p.Key, c)
 			if terrs != nil {
 				errs.Add(terrs...)
 				continue
@@ -257,8 +257,8 @@ func (f *Fields) render(ev *expression.Evaluator, i textField) (string, error) {
 }
 
 // ParseSet reads the `set` mapping of a rule: persona fields that override the template's.
-func ParseSet(path string, n *yaml.Node) (Fields, source.Errors) {
+func ParseSet(path string, n *yaml.Node, c *expression.Compiler) (Fields, source.Errors) {
 	pairs, errs := source.Mapping(path, n, "set", FieldNames)
-	f, ferrs := ParseFields(path, pairs)
+	f, ferrs := ParseFields(path, pairs, c)
 	return f, append(errs, ferrs...)
 }

@@ -9,11 +9,16 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
+// layout is the layout of the templates parseTemplates parsed last.
+var layout *expression.Layout
+
 func parseTemplates(t *testing.T, files map[string]string) map[string]*Template {
 	t.Helper()
+	c := expression.NewCompiler()
+	defer func() { layout = c.Layout() }()
 	out := make(map[string]*Template)
 	for name, text := range files {
-		tmpl, errs := Parse(name, []byte(text))
+		tmpl, errs := Parse(name, []byte(text), c)
 		if errs != nil {
 			t.Fatalf("Parse(%s): %v", name, errs)
 		}
@@ -40,7 +45,7 @@ llmId: "{{ metadata.llm ?? 'CUSTOMER_CLIENT_V1' }}"
 	ev := expression.Acquire(expression.Input{
 		Metadata: map[string]any{"tier": "pro", "seats": 12.0, "trial": false},
 		User:     map[string]any{"name": "Ann"},
-	})
+	}, layout)
 	defer ev.Release()
 	f := tmpls["default"].Fields
 	c, err := f.Render(ev)
@@ -81,7 +86,7 @@ systemPrompt: "{{ metadata.a + metadata.b }}"
 			"name", "rendered empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev := expression.Acquire(tc.in)
+			ev := expression.Acquire(tc.in, layout)
 			defer ev.Release()
 			_, err := f.Render(ev)
 			var re *RenderError
@@ -90,7 +95,7 @@ systemPrompt: "{{ metadata.a + metadata.b }}"
 			}
 		})
 	}
-	ev := expression.Acquire(expression.Input{Metadata: map[string]any{"name": "x", "a": "1", "b": "2"}})
+	ev := expression.Acquire(expression.Input{Metadata: map[string]any{"name": "x", "a": "1", "b": "2"}}, layout)
 	defer ev.Release()
 	if c, err := f.Render(ev); err != nil || c.AvatarID != "30fa96d0-26c4-4e55-94a0-517025942e18" || c.SystemPrompt != "12" {
 		t.Errorf("Render = %+v, %v", c, err)
@@ -103,7 +108,7 @@ func TestExtendsInheritsUnsetFields(t *testing.T) {
 		"mid.yaml":     "extends: default\nname: Mid\nlanguageCode: fr\n",
 		"leaf.yaml":    "extends: mid\nsystemPrompt: Leaf prompt\n",
 	})
-	ev := expression.Acquire(expression.Input{})
+	ev := expression.Acquire(expression.Input{}, layout)
 	defer ev.Release()
 	c, err := tmpls["leaf"].Fields.Render(ev)
 	if err != nil {
@@ -120,7 +125,7 @@ func TestStatefulRendersOnlyPersonaID(t *testing.T) {
 		"default.yaml": "name: Base" + ids,
 		"lab.yaml":     "extends: default\npersonaId: 7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c\n",
 	})
-	ev := expression.Acquire(expression.Input{})
+	ev := expression.Acquire(expression.Input{}, layout)
 	defer ev.Release()
 	c, err := tmpls["lab"].Fields.Render(ev)
 	if err != nil {
@@ -139,7 +144,7 @@ func TestParseTextPositions(t *testing.T) {
 		{`name: 'Hi {{ usr }}'`, "p.yaml:1:14:"},
 		{"name: |\n  Hi {{ usr }}\n", "p.yaml:1:7:"},
 	} {
-		_, errs := Parse("p.yaml", []byte(tc.yaml))
+		_, errs := Parse("p.yaml", []byte(tc.yaml), expression.NewCompiler())
 		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tc.want) {
 			t.Errorf("%q: errors %v, want one at %s", tc.yaml, errs, tc.want)
 		}
@@ -147,7 +152,7 @@ func TestParseTextPositions(t *testing.T) {
 }
 
 func TestCheckReportsAllMissingRequiredFields(t *testing.T) {
-	tmpl, errs := Parse("solo.yaml", []byte("languageCode: en\n"))
+	tmpl, errs := Parse("solo.yaml", []byte("languageCode: en\n"), expression.NewCompiler())
 	if errs != nil {
 		t.Fatal(errs)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/source"
 )
 
@@ -37,8 +38,8 @@ func ID(path string) (string, bool) {
 	return id, idPattern.MatchString(id)
 }
 
-// Parse reads one template file.
-func Parse(path string, data []byte) (*Template, source.Errors) {
+// Parse reads one template file, compiling its placeholders with c.
+func Parse(path string, data []byte, c *expression.Compiler) (*Template, source.Errors) {
 	id, ok := ID(path)
 	if !ok {
 		return nil, source.Errors{source.Errorf(source.Pos{Path: path, Line: 1, Col: 1},
@@ -67,7 +68,7 @@ func Parse(path string, data []byte) (*Template, source.Errors) {
 		}
 		t.Extends, t.extPos = v, source.At(path, p.Value)
 	}
-	own, ferrs := ParseFields(path, fieldPairs)
+	own, ferrs := ParseFields(path, fieldPairs, c)
 	errs.Add(ferrs...)
 	if len(errs) > 0 {
 		return nil, errs

@@ -33,8 +33,8 @@ const (
 	closeDelim = "}}"
 )
 
-// ParseText compiles the placeholders of a string scalar.
-func ParseText(path string, n *yaml.Node, what string) (*Text, source.Errors) {
+// ParseText compiles the placeholders of a string scalar with c.
+func ParseText(path string, n *yaml.Node, what string, c *expression.Compiler) (*Text, source.Errors) {
 	s, err := source.String(path, n, what)
 	if err != nil {
 		return nil, source.Errors{err}
@@ -61,7 +61,7 @@ func ParseText(path string, n *yaml.Node, what string) (*Text, source.Errors) {
 		srcStart := start + len(openDelim) + strings.Index(inner, src)
 		if src == "" {
 			errs.Addf(runePos(path, n, s, start), "%s: empty placeholder (expected an expression between %q and %q)", what, openDelim, closeDelim)
-		} else if prog, err := expression.Compile(src); err != nil {
+		} else if prog, err := c.Compile(src); err != nil {
 			errs.Add(expression.ErrorAt(path, n, srcStart, what+" placeholder", err))
 		} else {
 			t.parts = append(t.parts, part{prog: prog})
@@ -102,34 +102,36 @@ func (t *Text) Render(ev *expression.Evaluator) (string, error) {
 	if s, ok := t.Literal(); ok {
 		return s, nil
 	}
-	b := make([]byte, 0, t.size)
+	var b strings.Builder
+	b.Grow(t.size)
 	for _, p := range t.parts {
 		if p.prog == nil {
-			b = append(b, p.lit...)
+			b.WriteString(p.lit)
 			continue
 		}
 		v, err := ev.Eval(p.prog)
 		if err != nil {
 			return "", fmt.Errorf("placeholder {{ %s }}: %w", p.prog.Source().String(), err)
 		}
-		b = appendValue(b, v)
+		writeValue(&b, v)
 	}
-	return string(b), nil
+	return b.String(), nil
 }
 
-func appendValue(b []byte, v any) []byte {
+// writeValue writes a placeholder's value: nil as nothing, numbers in their shortest form.
+func writeValue(b *strings.Builder, v any) {
+	var num [32]byte
 	switch v := v.(type) {
 	case nil:
-		return b
 	case string:
-		return append(b, v...)
+		b.WriteString(v)
 	case int:
-		return strconv.AppendInt(b, int64(v), 10)
+		b.Write(strconv.AppendInt(num[:0], int64(v), 10))
 	case float64:
-		return strconv.AppendFloat(b, v, 'f', -1, 64)
+		b.Write(strconv.AppendFloat(num[:0], v, 'f', -1, 64))
 	case bool:
-		return strconv.AppendBool(b, v)
+		b.Write(strconv.AppendBool(num[:0], v))
 	default:
-		return fmt.Append(b, v)
+		b.WriteString(fmt.Sprint(v))
 	}
 }

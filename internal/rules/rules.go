@@ -34,6 +34,10 @@ type Rule struct {
 	program *vm.Program
 	// contexts lists the only request contexts the rule can match; nil means any.
 	contexts []string
+	// residual is `when` without its context conjuncts, which the index already guarantees
+	// for every request that reaches the rule; nil when nothing is left (the rule matches
+	// every request of its contexts). Used only when contexts is not nil.
+	residual *vm.Program
 }
 
 // File is one rules file.
@@ -48,8 +52,9 @@ var (
 	ruleKeys = []string{"name", "when", "persona", "priority", "set"}
 )
 
-// Parse reads one rules file. An empty file is valid and holds nothing.
-func Parse(path string, data []byte) (*File, source.Errors) {
+// Parse reads one rules file, compiling its expressions with c. An empty file is valid and
+// holds nothing.
+func Parse(path string, data []byte, c *expression.Compiler) (*File, source.Errors) {
 	root, perr := source.Parse(path, data)
 	if perr != nil {
 		return nil, source.Errors{perr}
@@ -68,7 +73,7 @@ func Parse(path string, data []byte) (*File, source.Errors) {
 		for _, item := range items {
 			switch p.Key {
 			case "rules":
-				r, rerrs := parseRule(path, item)
+				r, rerrs := parseRule(path, item, c)
 				errs.Add(rerrs...)
 				if r != nil {
 					f.Rules = append(f.Rules, r)
@@ -88,7 +93,7 @@ func Parse(path string, data []byte) (*File, source.Errors) {
 	return f, nil
 }
 
-func parseRule(path string, n *yaml.Node) (*Rule, source.Errors) {
+func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source.Errors) {
 	pairs, errs := source.Mapping(path, n, "rule", ruleKeys)
 	r := &Rule{Pos: source.At(path, n)}
 	var whenNode *yaml.Node
@@ -106,7 +111,7 @@ func parseRule(path string, n *yaml.Node) (*Rule, source.Errors) {
 		case "priority":
 			r.Priority, err = source.Int(path, p.Value, "priority")
 		case "set":
-			set, serrs := persona.ParseSet(path, p.Value)
+			set, serrs := persona.ParseSet(path, p.Value, c)
 			errs.Add(serrs...)
 			r.Set, r.HasSet = set, true
 		}
@@ -120,7 +125,7 @@ func parseRule(path string, n *yaml.Node) (*Rule, source.Errors) {
 		}
 	}
 	if whenNode != nil && r.When != "" {
-		if err := r.compile(path, whenNode); err != nil {
+		if err := r.compile(path, whenNode, c); err != nil {
 			errs.Add(err)
 		}
 	}
@@ -151,8 +156,8 @@ var boolType = reflect.TypeOf(true)
 // compile compiles `when` and works out which contexts it can match. An expression whose type
 // is known and not boolean is rejected here; one whose type depends on run-time values
 // (metadata.flag) is checked on every evaluation instead.
-func (r *Rule) compile(path string, n *yaml.Node) *source.Error {
-	prog, err := expression.Compile(r.When)
+func (r *Rule) compile(path string, n *yaml.Node, c *expression.Compiler) *source.Error {
+	prog, err := c.Compile(r.When)
 	if err != nil {
 		return expression.ErrorAt(path, n, 0, "when", err)
 	}
@@ -160,7 +165,7 @@ func (r *Rule) compile(path string, n *yaml.Node) *source.Error {
 		return source.Errorf(source.At(path, n), "when must be a boolean expression (like context == \"sales\"), but %q is a %s", r.When, t)
 	}
 	r.program = prog
-	r.contexts = indexContexts(r.When)
+	r.contexts, r.residual = index(r.When, prog, c)
 	return nil
 }
 

@@ -10,11 +10,16 @@ import (
 	"github.com/persona-router/persona-router/internal/expression"
 )
 
+// layout is the layout of the rules mustSet parsed last.
+var layout *expression.Layout
+
 func mustSet(t testing.TB, files ...string) *Set {
 	t.Helper()
+	c := expression.NewCompiler()
+	defer func() { layout = c.Layout() }()
 	var parsed []*File
 	for i, text := range files {
-		f, errs := Parse(fmt.Sprintf("r%d.yaml", i), []byte(text))
+		f, errs := Parse(fmt.Sprintf("r%d.yaml", i), []byte(text), c)
 		if errs != nil {
 			t.Fatalf("Parse: %v", errs)
 		}
@@ -28,7 +33,7 @@ func mustSet(t testing.TB, files ...string) *Set {
 }
 
 func decide(s *Set, in expression.Input, trace bool) Decision {
-	ev := expression.Acquire(in)
+	ev := expression.Acquire(in, layout)
 	defer ev.Release()
 	return s.Decide(ev, in.Context, trace)
 }
@@ -132,9 +137,9 @@ func TestIndexContexts(t *testing.T) {
 		`let c = context; c == "a"`:                        nil,
 		`context == "sales" && bucket(user.id + ":x") < 5`: {"sales"},
 	} {
-		got := indexContexts(when)
+		got, _ := index(when, nil, expression.NewCompiler())
 		if !slices.Equal(got, want) || (got == nil) != (want == nil) {
-			t.Errorf("indexContexts(%s) = %#v, want %#v", when, got, want)
+			t.Errorf("index(%s) = %#v, want %#v", when, got, want)
 		}
 	}
 }
@@ -170,9 +175,9 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 		}
 		got := decide(s, in, false).Rule
 		var want *Rule
-		ev := expression.Acquire(in)
+		ev := expression.Acquire(in, layout)
 		for _, r := range s.Rules() {
-			if ok, _ := r.eval(ev); ok {
+			if out, _ := ev.Eval(r.program); out == true {
 				want = r
 				break
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
 
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/source"
@@ -105,8 +106,16 @@ func (s *Set) Decide(ev *expression.Evaluator, context string, trace bool) Decis
 	return d
 }
 
+// eval evaluates the rule for a request that reached it through the context index.
 func (r *Rule) eval(ev *expression.Evaluator) (bool, error) {
-	out, err := ev.Eval(r.program)
+	p := r.program
+	if r.contexts != nil {
+		if r.residual == nil {
+			return true, nil
+		}
+		p = r.residual
+	}
+	out, err := ev.Eval(p)
 	if err != nil {
 		return false, fmt.Errorf("when: %w", err)
 	}
@@ -117,16 +126,54 @@ func (r *Rule) eval(ev *expression.Evaluator) (bool, error) {
 	return b, nil
 }
 
-// indexContexts returns the contexts a `when` expression can only be true for, found in its
-// top-level conjuncts `context == "x"`, `"x" == context` and `context in ["x", "y"]`; nil when
-// it has none. && short-circuits and a failing conjunct counts as not matched, so a request
-// with another context can never match, whatever the rest of the expression does.
-func indexContexts(when string) []string {
+// index returns the contexts a `when` expression can only be true for, found in its top-level
+// conjuncts `context == "x"`, `"x" == context` and `context in ["x", "y"]` (nil when it has
+// none), and the expression compiled without those conjuncts. && short-circuits and a failing
+// conjunct counts as not matched, so a request with another context can never match, whatever
+// the rest of the expression does; and for a request with one of those contexts the context
+// conjuncts are true, so leaving them out changes no outcome.
+func index(when string, prog *vm.Program, c *expression.Compiler) (contexts []string, residual *vm.Program) {
 	tree, err := parser.Parse(when)
 	if err != nil {
+		return nil, nil
+	}
+	contexts = conjunctContexts(tree.Node)
+	if contexts == nil {
+		return nil, nil
+	}
+	rest := withoutContext(tree.Node)
+	if rest == nil {
+		return contexts, nil
+	}
+	if residual, err = c.Compile(rest.String()); err != nil {
+		// Printing a tree back into source is not guaranteed to round-trip; the full
+		// expression gives the same outcomes, only a little slower.
+		return contexts, prog
+	}
+	return contexts, residual
+}
+
+// withoutContext removes the context conjuncts from a conjunction; nil when none is left.
+func withoutContext(n ast.Node) ast.Node {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return n
+	}
+	switch b.Operator {
+	case "&&", "and":
+		left, right := withoutContext(b.Left), withoutContext(b.Right)
+		switch {
+		case left == nil:
+			return right
+		case right == nil:
+			return left
+		}
+		return &ast.BinaryNode{Operator: b.Operator, Left: left, Right: right}
+	}
+	if conjunctContexts(n) != nil {
 		return nil
 	}
-	return conjunctContexts(tree.Node)
+	return n
 }
 
 func conjunctContexts(n ast.Node) []string {
