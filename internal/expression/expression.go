@@ -46,24 +46,33 @@ type Input struct {
 	User map[string]any
 }
 
-// roots are the variables whose top-level keys expressions may read directly.
-var roots = [...]string{"metadata", "user"}
-
-// Compiler compiles the expressions of one configuration. Besides compiling, it records every
-// `metadata.key` and `user.key` the expressions read: those reads are turned into variables of
-// their own, filled in once per request, because expr reads map members through reflection,
+// Compiler compiles the expressions of one configuration and records which variables of the
+// environment they read, so that each request fills in only those.
+//
+// A read of a literal key of metadata or user (metadata.tier, user?.id, metadata["product"])
+// becomes a variable of its own ("metadata.tier"): expr reads map members through reflection,
 // which allocates on every evaluation, while it reads variables of a map environment directly.
 // A Compiler is not safe for concurrent use.
 type Compiler struct {
-	reads []read
+	vars  []variable
 	index map[string]bool
 }
 
-// read is one flattened member read: the variable named flat holds root[key].
-type read struct {
-	root int
+// The request's parts, as sources of variables.
+const (
+	fromContext = iota
+	fromMetadata
+	fromUser
+)
+
+var rootNames = [...]string{fromContext: "context", fromMetadata: "metadata", fromUser: "user"}
+
+// variable is one entry of the environment filled per request: a whole part of the request,
+// or (key != "") one key of metadata or user.
+type variable struct {
+	name string
+	from int
 	key  string
-	flat string
 }
 
 // NewCompiler returns a Compiler for one configuration.
@@ -72,41 +81,57 @@ func NewCompiler() *Compiler {
 }
 
 // Compile compiles one expression against the request environment: `context` (a string),
-// `metadata` and `user` (maps), and the function bucket.
+// `metadata` and `user` (maps), and the function bucket. Its programs must be evaluated with
+// this Compiler's Layout.
 func (c *Compiler) Compile(src string) (*vm.Program, error) {
-	tree, err := parser.Parse(src)
-	if err != nil {
-		return expr.Compile(src, options(nil)...) // reports the syntax error as expr words it
-	}
-	reads := flattenable(tree.Node)
-	p, err := expr.Compile(src, options(reads)...)
+	p, vars, err := compile(src)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range reads {
-		if !c.index[r.flat] {
-			c.index[r.flat] = true
-			c.reads = append(c.reads, r)
+	for _, v := range vars {
+		if !c.index[v.name] {
+			c.index[v.name] = true
+			c.vars = append(c.vars, v)
 		}
 	}
 	return p, nil
 }
 
+// Check compiles src to validate it, without recording what it reads: its program must not be
+// evaluated with this Compiler's Layout.
+func (c *Compiler) Check(src string) (*vm.Program, error) {
+	p, _, err := compile(src)
+	return p, err
+}
+
+func compile(src string) (*vm.Program, []variable, error) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		_, err = expr.Compile(src, options(nil)...) // reports the syntax error as expr words it
+		return nil, nil, err
+	}
+	vars := variables(tree.Node)
+	p, err := expr.Compile(src, options(vars)...)
+	return p, vars, err
+}
+
 // Layout returns what evaluations of this Compiler's programs must fill in per request.
 func (c *Compiler) Layout() *Layout {
-	return &Layout{reads: slices.Clone(c.reads)}
+	return &Layout{vars: slices.Clone(c.vars)}
 }
 
-// Layout lists the member reads of one configuration's programs. It is immutable.
+// Layout lists the variables one configuration's programs read. It is immutable.
 type Layout struct {
-	reads []read
+	vars []variable
 }
 
-func options(reads []read) []expr.Option {
+func options(vars []variable) []expr.Option {
 	object := types.TypeOf(map[string]any{})
 	env := types.Map{"context": types.String, "metadata": object, "user": object}
-	for _, r := range reads {
-		env[r.flat] = types.Any
+	for _, v := range vars {
+		if v.key != "" {
+			env[v.name] = types.Any
+		}
 	}
 	return []expr.Option{
 		expr.Env(env),
@@ -122,61 +147,80 @@ func options(reads []read) []expr.Option {
 	}
 }
 
-// flattenable lists the member reads of an expression that can become variables: a literal
-// key of metadata or user, as in metadata.tier, user?.id or metadata["product"]. An expression
-// that declares a variable named like a root is left alone.
-func flattenable(root ast.Node) []read {
+// variables lists what an expression reads: the member reads that can be flattened, and the
+// parts of the request it uses otherwise (len(metadata), context). An expression that declares
+// a variable named like a part of the request is not flattened.
+func variables(root ast.Node) []variable {
 	var c collector
 	ast.Walk(&root, &c)
 	if c.shadowed {
-		return nil
+		return []variable{{"context", fromContext, ""}, {"metadata", fromMetadata, ""}, {"user", fromUser, ""}}
 	}
-	return c.reads
+	for from, n := range c.bare {
+		if n > 0 {
+			c.vars = append(c.vars, variable{rootNames[from], from, ""})
+		}
+	}
+	return c.vars
 }
 
 type collector struct {
-	reads    []read
+	vars []variable
+	// bare counts, per part of the request, the uses not flattened.
+	bare     [len(rootNames)]int
 	shadowed bool
 }
 
+// Visit sees children before their parent, so the identifier under a flattened read is first
+// counted as bare, then taken back.
 func (c *collector) Visit(node *ast.Node) {
-	if v, ok := (*node).(*ast.VariableDeclaratorNode); ok && slices.Contains(roots[:], v.Name) {
-		c.shadowed = true
+	switch n := (*node).(type) {
+	case *ast.VariableDeclaratorNode:
+		if slices.Contains(rootNames[:], n.Name) {
+			c.shadowed = true
+		}
+	case *ast.IdentifierNode:
+		if i := slices.Index(rootNames[:], n.Value); i >= 0 {
+			c.bare[i]++
+		}
 	}
-	if r, ok := asRead(*node); ok && !slices.ContainsFunc(c.reads, func(x read) bool { return x.flat == r.flat }) {
-		c.reads = append(c.reads, r)
+	if v, ok := asRead(*node); ok {
+		c.bare[v.from]--
+		if !slices.ContainsFunc(c.vars, func(x variable) bool { return x.name == v.name }) {
+			c.vars = append(c.vars, v)
+		}
 	}
 }
 
-func asRead(n ast.Node) (read, bool) {
+func asRead(n ast.Node) (variable, bool) {
 	m, ok := n.(*ast.MemberNode)
 	if !ok || m.Method {
-		return read{}, false
+		return variable{}, false
 	}
 	id, ok := m.Node.(*ast.IdentifierNode)
 	if !ok {
-		return read{}, false
+		return variable{}, false
 	}
 	key, ok := m.Property.(*ast.StringNode)
 	if !ok {
-		return read{}, false
+		return variable{}, false
 	}
-	i := slices.Index(roots[:], id.Value)
-	if i < 0 {
-		return read{}, false
+	from := slices.Index(rootNames[:], id.Value)
+	if from != fromMetadata && from != fromUser {
+		return variable{}, false
 	}
 	// The dot in the name keeps it apart from every identifier an expression can spell.
-	return read{root: i, key: key.Value, flat: id.Value + "." + key.Value}, true
+	return variable{name: id.Value + "." + key.Value, from: from, key: key.Value}, true
 }
 
-// flattener replaces each flattenable member read with its variable. The roots are never nil
-// (Acquire makes absent ones empty), so an optional read (user?.id) means the same as a plain
-// one.
+// flattener replaces each flattenable member read with its variable. metadata and user are
+// never nil (Acquire makes absent ones empty), so an optional read (user?.id) means the same
+// as a plain one.
 type flattener struct{}
 
 func (flattener) Visit(node *ast.Node) {
-	if r, ok := asRead(*node); ok {
-		ast.Patch(node, &ast.IdentifierNode{Value: r.flat})
+	if v, ok := asRead(*node); ok {
+		ast.Patch(node, &ast.IdentifierNode{Value: v.name})
 	}
 }
 
@@ -205,14 +249,20 @@ var empty = map[string]any{}
 
 // Acquire returns an Evaluator bound to in, for programs compiled by the Compiler whose layout
 // is l. Absent metadata or user are empty maps, so expressions see `metadata.tier` as nil
-// rather than failing on a nil map.
+// rather than failing on a nil map. Only the variables the layout lists are set: no program of
+// that configuration reads the others.
 func Acquire(in Input, l *Layout) *Evaluator {
 	e := pool.Get().(*Evaluator)
-	src := [len(roots)]map[string]any{orEmpty(in.Metadata), orEmpty(in.User)}
-	e.env["context"] = in.Context
-	e.env["metadata"], e.env["user"] = src[0], src[1]
-	for _, r := range l.reads {
-		e.env[r.flat] = src[r.root][r.key]
+	maps := [...]map[string]any{fromMetadata: orEmpty(in.Metadata), fromUser: orEmpty(in.User)}
+	for _, v := range l.vars {
+		switch {
+		case v.from == fromContext:
+			e.env[v.name] = in.Context
+		case v.key == "":
+			e.env[v.name] = maps[v.from]
+		default:
+			e.env[v.name] = maps[v.from][v.key]
+		}
 	}
 	return e
 }

@@ -31,13 +31,12 @@ type Rule struct {
 	// Order is the rule's place in decision order, from 0.
 	Order int
 
-	program *vm.Program
 	// contexts lists the only request contexts the rule can match; nil means any.
 	contexts []string
-	// residual is `when` without its context conjuncts, which the index already guarantees
-	// for every request that reaches the rule; nil when nothing is left (the rule matches
-	// every request of its contexts). Used only when contexts is not nil.
-	residual *vm.Program
+	// program is `when`, without the context conjuncts when contexts is not nil: the index
+	// guarantees them for every request that reaches the rule. nil when nothing is left (the
+	// rule matches every request of its contexts).
+	program *vm.Program
 }
 
 // File is one rules file.
@@ -157,15 +156,16 @@ var boolType = reflect.TypeOf(true)
 // is known and not boolean is rejected here; one whose type depends on run-time values
 // (metadata.flag) is checked on every evaluation instead.
 func (r *Rule) compile(path string, n *yaml.Node, c *expression.Compiler) *source.Error {
-	prog, err := c.Compile(r.When)
+	prog, err := c.Check(r.When)
 	if err != nil {
 		return expression.ErrorAt(path, n, 0, "when", err)
 	}
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface && t != boolType {
 		return source.Errorf(source.At(path, n), "when must be a boolean expression (like context == \"sales\"), but %q is a %s", r.When, t)
 	}
-	r.program = prog
-	r.contexts, r.residual = index(r.When, prog, c)
+	if r.contexts, r.program, err = index(r.When, c); err != nil {
+		return expression.ErrorAt(path, n, 0, "when", err)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"github.com/expr-lang/expr/vm"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -137,7 +138,10 @@ func TestIndexContexts(t *testing.T) {
 		`let c = context; c == "a"`:                        nil,
 		`context == "sales" && bucket(user.id + ":x") < 5`: {"sales"},
 	} {
-		got, _ := index(when, nil, expression.NewCompiler())
+		got, _, err := index(when, expression.NewCompiler())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !slices.Equal(got, want) || (got == nil) != (want == nil) {
 			t.Errorf("index(%s) = %#v, want %#v", when, got, want)
 		}
@@ -165,6 +169,17 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 		fmt.Fprintf(&b, "  - {name: r%d, when: '%s', persona: p, priority: %d}\n", i, cond, rng.IntN(3))
 	}
 	s := mustSet(t, b.String())
+	// The linear scan evaluates every rule's whole expression, compiled apart.
+	whole := expression.NewCompiler()
+	programs := make(map[*Rule]*vm.Program)
+	for _, r := range s.Rules() {
+		p, err := whole.Compile(r.When)
+		if err != nil {
+			t.Fatal(err)
+		}
+		programs[r] = p
+	}
+	wholeLayout := whole.Layout()
 	for range 2000 {
 		in := expression.Input{
 			Context:  contexts[rng.IntN(len(contexts))] + []string{"", "", "z"}[rng.IntN(3)],
@@ -175,9 +190,9 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 		}
 		got := decide(s, in, false).Rule
 		var want *Rule
-		ev := expression.Acquire(in, layout)
+		ev := expression.Acquire(in, wholeLayout)
 		for _, r := range s.Rules() {
-			if out, _ := ev.Eval(r.program); out == true {
+			if out, _ := ev.Eval(programs[r]); out == true {
 				want = r
 				break
 			}

@@ -108,14 +108,10 @@ func (s *Set) Decide(ev *expression.Evaluator, context string, trace bool) Decis
 
 // eval evaluates the rule for a request that reached it through the context index.
 func (r *Rule) eval(ev *expression.Evaluator) (bool, error) {
-	p := r.program
-	if r.contexts != nil {
-		if r.residual == nil {
-			return true, nil
-		}
-		p = r.residual
+	if r.program == nil {
+		return true, nil
 	}
-	out, err := ev.Eval(p)
+	out, err := ev.Eval(r.program)
 	if err != nil {
 		return false, fmt.Errorf("when: %w", err)
 	}
@@ -128,29 +124,31 @@ func (r *Rule) eval(ev *expression.Evaluator) (bool, error) {
 
 // index returns the contexts a `when` expression can only be true for, found in its top-level
 // conjuncts `context == "x"`, `"x" == context` and `context in ["x", "y"]` (nil when it has
-// none), and the expression compiled without those conjuncts. && short-circuits and a failing
-// conjunct counts as not matched, so a request with another context can never match, whatever
-// the rest of the expression does; and for a request with one of those contexts the context
-// conjuncts are true, so leaving them out changes no outcome.
-func index(when string, prog *vm.Program, c *expression.Compiler) (contexts []string, residual *vm.Program) {
+// none), and the program to evaluate for requests of those contexts: the expression without
+// those conjuncts, nil when nothing is left.
+//
+// && short-circuits and a failing conjunct counts as not matched, so a request with another
+// context can never match, whatever the rest of the expression does; and for a request with
+// one of those contexts the context conjuncts are true, so leaving them out changes no outcome.
+func index(when string, c *expression.Compiler) (contexts []string, prog *vm.Program, err error) {
 	tree, err := parser.Parse(when)
 	if err != nil {
-		return nil, nil
+		return nil, nil, err
 	}
-	contexts = conjunctContexts(tree.Node)
-	if contexts == nil {
-		return nil, nil
+	if contexts = conjunctContexts(tree.Node); contexts == nil {
+		prog, err = c.Compile(when)
+		return nil, prog, err
 	}
 	rest := withoutContext(tree.Node)
 	if rest == nil {
-		return contexts, nil
+		return contexts, nil, nil
 	}
-	if residual, err = c.Compile(rest.String()); err != nil {
-		// Printing a tree back into source is not guaranteed to round-trip; the full
+	if prog, err = c.Compile(rest.String()); err != nil {
+		// Printing a tree back into source is not guaranteed to round-trip; the whole
 		// expression gives the same outcomes, only a little slower.
-		return contexts, prog
+		prog, err = c.Compile(when)
 	}
-	return contexts, residual
+	return contexts, prog, err
 }
 
 // withoutContext removes the context conjuncts from a conjunction; nil when none is left.
