@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, rest = rest[0], rest[1:]
 	}
 	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stderr)
 	case "check":
 		return runCheck(rest, stdout, stderr)
 	case "explain":

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/server"
+	"github.com/persona-router/persona-router/internal/source"
+)
+
+// shutdownGrace is how long in-flight requests may take to finish after SIGTERM.
+const shutdownGrace = 15 * time.Second
+
+// serveConfig is what `serve` runs with.
+type serveConfig struct {
+	addr        string
+	dirs        config.Dirs
+	anamURL     string
+	anamTimeout time.Duration
+	sandbox     bool
+	corsOrigins []string
+	logFormat   string
+	apiKey      string
+	adminToken  string
+}
+
+// envFlags maps each flag to the environment variable that sets it when the flag is absent.
+var envFlags = []struct{ flag, env string }{
+	{"addr", "ADDR"},
+	{"rules", "RULES_DIR"},
+	{"personas", "PERSONAS_DIR"},
+	{"anam-url", "ANAM_BASE_URL"},
+	{"anam-timeout", "ANAM_TIMEOUT"},
+	{"sandbox", "SANDBOX"},
+	{"cors-origins", "CORS_ORIGINS"},
+	{"log-format", "LOG_FORMAT"},
+}
+
+// parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
+// its environment variable. Secrets come from the environment only.
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (cfg serveConfig, done bool, err error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.addr, "addr", ":8080", "address to listen on (env ADDR)")
+	fs.StringVar(&cfg.dirs.Rules, "rules", "./rules", "directory of rule files (env RULES_DIR)")
+	fs.StringVar(&cfg.dirs.Personas, "personas", "./personas", "directory of persona templates (env PERSONAS_DIR)")
+	fs.StringVar(&cfg.anamURL, "anam-url", anam.DefaultBaseURL, "Anam API base URL (env ANAM_BASE_URL)")
+	fs.DurationVar(&cfg.anamTimeout, "anam-timeout", 10*time.Second, "deadline of a whole Anam call, retries included (env ANAM_TIMEOUT)")
+	fs.BoolVar(&cfg.sandbox, "sandbox", false, "use an in-process fake Anam: no key, no network, tokens are not real (env SANDBOX)")
+	cors := fs.String("cors-origins", "", "comma-separated origins allowed to call the API from browsers (env CORS_ORIGINS)")
+	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text (env LOG_FORMAT)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if done, err := parseFlags(fs, args, stderr); done {
+		return cfg, true, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, ef := range envFlags {
+		if v := getenv(ef.env); v != "" && !given[ef.flag] {
+			if err := fs.Set(ef.flag, v); err != nil {
+				return cfg, true, fmt.Errorf("environment variable %s=%q: %v", ef.env, v, err)
+			}
+		}
+	}
+	for _, o := range strings.Split(*cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.corsOrigins = append(cfg.corsOrigins, o)
+		}
+	}
+	cfg.apiKey = getenv("ANAM_API_KEY")
+	cfg.adminToken = getenv("ADMIN_TOKEN")
+	return cfg, false, cfg.validate()
+}
+
+func (cfg *serveConfig) validate() error {
+	if cfg.logFormat != "json" && cfg.logFormat != "text" {
+		return fmt.Errorf("--log-format must be json or text, got %q", cfg.logFormat)
+	}
+	if cfg.anamTimeout <= 0 {
+		return fmt.Errorf("--anam-timeout must be positive, got %s", cfg.anamTimeout)
+	}
+	if u, err := url.Parse(cfg.anamURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--anam-url must be an http(s) URL, got %q", cfg.anamURL)
+	}
+	for _, o := range cfg.corsOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {
+			return fmt.Errorf("--cors-origins: %q is not an origin (expected scheme://host[:port])", o)
+		}
+	}
+	if !cfg.sandbox && cfg.apiKey == "" {
+		return errors.New("ANAM_API_KEY is not set: set it to your Anam API key, or run with --sandbox to use a fake Anam")
+	}
+	return nil
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// staticConfigs serves one snapshot.
+type staticConfigs struct{ snap *config.Snapshot }
+
+func (s staticConfigs) Current() *config.Snapshot { return s.snap }
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, done, err := parseServeFlags(args, getenv, stderr)
+	if done || err != nil {
+		return err
+	}
+	log := newLogger(cfg.logFormat, stderr)
+
+	snap, err := config.Load(cfg.dirs)
+	if err != nil {
+		errs := source.AsErrors(err)
+		for _, e := range errs {
+			log.Error("configuration error", "error", e.Error())
+		}
+		log.Error("configuration rejected: not starting", "errors", len(errs), "rules", cfg.dirs.Rules, "personas", cfg.dirs.Personas)
+		return exitError{err}
+	}
+
+	client := anam.NewClient(cfg.anamURL, cfg.apiKey, productionHTTPClient(), cfg.anamTimeout)
+	if cfg.sandbox {
+		log.Warn("SANDBOX MODE: session tokens come from an in-process fake Anam and are not real; never use this in production")
+		client = anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), cfg.anamTimeout)
+		cfg.anamURL = "in-process fake"
+	}
+	srv := server.New(server.Options{
+		Logger:      log,
+		Configs:     staticConfigs{snap},
+		Anam:        client,
+		Metrics:     server.NewMetrics(),
+		AdminToken:  cfg.adminToken,
+		CORSOrigins: cfg.corsOrigins,
+	})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.addr, err)
+	}
+	httpServer := server.HTTPServer(cfg.addr, srv)
+	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
+		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
+		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL)
+
+	served := make(chan error, 1)
+	go func() { served <- httpServer.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}
+
+// productionHTTPClient reaches Anam: connections are pooled and kept alive, and every phase
+// is bounded (the call as a whole is bounded by --anam-timeout).
+func productionHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	t.ResponseHeaderTimeout = 30 * time.Second
+	return &http.Client{Transport: t}
+}

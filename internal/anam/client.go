@@ -1,0 +1,250 @@
+package anam
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is Anam's production API.
+const DefaultBaseURL = "https://api.anam.ai"
+
+// SessionPath is the session-token endpoint, relative to the base URL.
+const SessionPath = "/v1/auth/session-token"
+
+// SessionRequest is the body of a session-token request.
+type SessionRequest struct {
+	PersonaConfig PersonaConfig `json:"personaConfig"`
+	// ClientLabel is recorded by Anam on the session.
+	ClientLabel string `json:"clientLabel,omitempty"`
+}
+
+// Kind classifies a failed call, which decides what the caller is told.
+type Kind int
+
+const (
+	// Unavailable: 5xx, a network error, or a 2xx without a token, after retries.
+	Unavailable Kind = iota
+	// AuthFailed: 401 or 403, the API key is missing, wrong or lacks permission.
+	AuthFailed
+	// Rejected: any other 4xx, our request was refused (a bad persona config, an unknown
+	// personaId).
+	Rejected
+	// RateLimited: 429.
+	RateLimited
+	// Timeout: no answer within the call's deadline.
+	Timeout
+)
+
+var kindNames = [...]string{Unavailable: "unavailable", AuthFailed: "auth_failed", Rejected: "rejected", RateLimited: "rate_limited", Timeout: "timeout"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Kinds lists every Kind, for pre-creating metric series.
+var Kinds = []Kind{Unavailable, AuthFailed, Rejected, RateLimited, Timeout}
+
+// Error is a failed session-token call. Its text never holds the API key or a token; Detail is
+// what Anam said, for logs only — it is never shown to a caller.
+type Error struct {
+	Kind Kind
+	// Status is Anam's last HTTP status, 0 when there was no answer.
+	Status int
+	// RetryAfter is Anam's Retry-After for RateLimited, at least one second.
+	RetryAfter time.Duration
+	// Attempts is how many requests were made.
+	Attempts int
+	// Detail is Anam's error message or a transport error, truncated.
+	Detail string
+}
+
+// retryable tells whether another attempt may succeed: after a network error or a 5xx, not
+// after any answer Anam meant (a 4xx, or a 2xx without a token).
+func (e *Error) retryable() bool {
+	return e.Kind == Unavailable && (e.Status == 0 || e.Status >= 500)
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("anam session-token call %s after %d attempt(s)", e.Kind, e.Attempts)
+	if e.Status != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Client calls Anam's session-token API.
+type Client struct {
+	// BaseURL is Anam's API root, DefaultBaseURL in production.
+	BaseURL string
+	// APIKey is sent as a bearer token and nowhere else.
+	APIKey string
+	// HTTP sends the requests.
+	HTTP *http.Client
+	// Timeout bounds a whole call, retries included.
+	Timeout time.Duration
+	// Attempts is the most requests one call makes: the first and the retries.
+	Attempts int
+	// Backoff is the wait before the first retry; it doubles up to MaxBackoff, with jitter.
+	Backoff, MaxBackoff time.Duration
+}
+
+// NewClient returns a client with Anam's SDK retry policy: 3 attempts, 250 ms first backoff,
+// 2 s cap.
+func NewClient(baseURL, apiKey string, httpClient *http.Client, timeout time.Duration) *Client {
+	return &Client{
+		BaseURL: strings.TrimRight(baseURL, "/"), APIKey: apiKey, HTTP: httpClient, Timeout: timeout,
+		Attempts: 3, Backoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second,
+	}
+}
+
+// maxBody bounds what is read of an answer: a token is about a kilobyte.
+const maxBody = 64 << 10
+
+// CreateSessionToken asks Anam for a session token. Only network errors and 5xx answers are
+// retried, with jittered exponential backoff, and only while the deadline allows; a 4xx or a
+// 2xx is never retried. Failures are *Error.
+func (c *Client) CreateSessionToken(ctx context.Context, req SessionRequest) (string, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", fmt.Errorf("encoding session-token request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	var last *Error
+	for attempt := 1; ; attempt++ {
+		token, err := c.attempt(ctx, body)
+		if err == nil {
+			return token, nil
+		}
+		err.Attempts = attempt
+		if !err.retryable() || attempt >= c.Attempts {
+			return "", err
+		}
+		last = err
+		wait := c.backoff(attempt)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return "", &Error{Kind: Timeout, Status: last.Status, Attempts: attempt, Detail: "deadline reached while retrying: " + last.Detail}
+		}
+		select {
+		case <-ctx.Done():
+			return "", &Error{Kind: Timeout, Status: last.Status, Attempts: attempt, Detail: ctx.Err().Error()}
+		case <-time.After(wait):
+		}
+	}
+}
+
+// backoff is the wait before retry n (from 1): half to all of min(MaxBackoff, Backoff·2ⁿ⁻¹).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.Backoff << (n - 1)
+	if d > c.MaxBackoff || d <= 0 {
+		d = c.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (c *Client) attempt(ctx context.Context, body []byte) (string, *Error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+SessionPath, bytes.NewReader(body))
+	if err != nil {
+		return "", &Error{Kind: Rejected, Detail: "building request: " + err.Error()}
+	}
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", &Error{Kind: Timeout, Detail: ctx.Err().Error()}
+		}
+		return "", &Error{Kind: Unavailable, Detail: transportDetail(err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", &Error{Kind: Timeout, Status: resp.StatusCode, Detail: ctx.Err().Error()}
+		}
+		return "", &Error{Kind: Unavailable, Status: resp.StatusCode, Detail: "reading answer: " + transportDetail(err)}
+	}
+	switch s := resp.StatusCode; {
+	case s >= 200 && s < 300:
+		var ok struct {
+			SessionToken any `json:"sessionToken"`
+		}
+		_ = json.Unmarshal(data, &ok)
+		if token, isString := ok.SessionToken.(string); isString && token != "" {
+			return token, nil
+		}
+		return "", &Error{Kind: Unavailable, Status: s, Detail: "answer has no sessionToken string"}
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		return "", &Error{Kind: AuthFailed, Status: s, Detail: errorMessage(data)}
+	case s == http.StatusTooManyRequests:
+		return "", &Error{Kind: RateLimited, Status: s, RetryAfter: retryAfter(resp.Header.Get("Retry-After")), Detail: errorMessage(data)}
+	case s >= 400 && s < 500:
+		return "", &Error{Kind: Rejected, Status: s, Detail: errorMessage(data)}
+	default:
+		return "", &Error{Kind: Unavailable, Status: s, Detail: errorMessage(data)}
+	}
+}
+
+// transportDetail describes a transport error without the URL, which http.Client adds.
+func transportDetail(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		return ue.Unwrap().Error()
+	}
+	return err.Error()
+}
+
+// errorMessage extracts Anam's message from an error body: JSON with "message" or "error",
+// or the text itself (gateways answer HTML or plain text), truncated.
+func errorMessage(body []byte) string {
+	var parsed map[string]any
+	if json.Unmarshal(body, &parsed) == nil {
+		for _, key := range []string{"message", "error"} {
+			switch v := parsed[key].(type) {
+			case string:
+				return truncate(v)
+			case map[string]any:
+				if m, ok := v["message"].(string); ok {
+					return truncate(m)
+				}
+			}
+		}
+	}
+	text := strings.TrimSpace(string(body))
+	if text == "" {
+		return "(empty body)"
+	}
+	return truncate(text)
+}
+
+func truncate(s string) string {
+	const max = 300
+	if len(s) > max {
+		return strings.ToValidUTF8(s[:max], "") + "…"
+	}
+	return s
+}
+
+// retryAfter reads a Retry-After header, in seconds or as an HTTP date; at least one second.
+func retryAfter(h string) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		if d := time.Until(t).Round(time.Second); d >= time.Second {
+			return d
+		}
+	}
+	return time.Second
+}

@@ -1,0 +1,137 @@
+package anam
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Fake is an in-process stand-in for Anam's session-token endpoint, following the contract
+// this service relies on: it checks the bearer key and the persona config as Anam does, and
+// answers with a sandbox token. The sandbox serves it; tests serve it over real HTTP.
+type Fake struct {
+	// APIKey is the only key accepted.
+	APIKey string
+	// Now returns the current time; time.Now when nil.
+	Now func() time.Time
+}
+
+var _ http.Handler = (*Fake)(nil)
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != SessionPath {
+		fakeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	if r.Method != http.MethodPost {
+		fakeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+f.APIKey {
+		fakeError(w, http.StatusUnauthorized, "Invalid API key")
+		return
+	}
+	var req struct {
+		PersonaConfig  *map[string]any `json:"personaConfig"`
+		SessionOptions map[string]any  `json:"sessionOptions"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		fakeError(w, http.StatusBadRequest, "invalid JSON body")
+		return
+	}
+	if msg := validatePersona(req.PersonaConfig); msg != "" {
+		fakeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	_, hasWidth := req.SessionOptions["videoWidth"]
+	_, hasHeight := req.SessionOptions["videoHeight"]
+	if hasWidth != hasHeight {
+		fakeError(w, http.StatusBadRequest, "videoWidth and videoHeight must be given together")
+		return
+	}
+	now := time.Now()
+	if f.Now != nil {
+		now = f.Now()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"sessionToken": SandboxToken(now)})
+}
+
+func validatePersona(pc *map[string]any) string {
+	if pc == nil {
+		return "personaConfig is required"
+	}
+	c := *pc
+	if id, ok := c["personaId"].(string); ok {
+		if !uuidPattern.MatchString(id) {
+			return "personaId must be a UUID"
+		}
+		return ""
+	}
+	for _, field := range []string{"name", "avatarId", "voiceId"} {
+		if v, _ := c[field].(string); v == "" {
+			return "personaConfig." + field + " is required"
+		}
+	}
+	for _, field := range []string{"avatarId", "voiceId"} {
+		if !uuidPattern.MatchString(c[field].(string)) {
+			return "personaConfig." + field + " must be a UUID"
+		}
+	}
+	return ""
+}
+
+func fakeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"message": msg, "statusCode": status})
+}
+
+// SandboxToken returns an unsigned, JWT-shaped sandbox token (header.payload.signature, each
+// base64url) valid for one hour from now. Anam's browser SDK decodes a token's payload, without
+// verifying it, in createClient(), so a frontend can be wired against the sandbox with the real
+// SDK. Its payload says "sandbox": true; Anam would reject it.
+func SandboxToken(now time.Time) string {
+	enc := base64.RawURLEncoding
+	header, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
+	payload, _ := json.Marshal(map[string]any{
+		"type":      "ephemeral",
+		"accountId": "sandbox",
+		"sandbox":   true,
+		"jti":       rand.Text(),
+		"iat":       now.Unix(),
+		"exp":       now.Add(time.Hour).Unix(),
+	})
+	return enc.EncodeToString(header) + "." + enc.EncodeToString(payload) + "." + enc.EncodeToString([]byte("sandbox-unsigned"))
+}
+
+// InProcess returns an http.Client whose requests are served by h directly, without a socket:
+// the sandbox reaches its fake Anam through the same client code as the real one.
+func InProcess(h http.Handler) *http.Client {
+	return &http.Client{Transport: inProcess{h}}
+}
+
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := r.Context().Err(); err != nil {
+		return nil, err
+	}
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// IsSandboxToken reports whether a token was made by SandboxToken.
+func IsSandboxToken(token string) bool {
+	return strings.HasSuffix(token, "."+base64.RawURLEncoding.EncodeToString([]byte("sandbox-unsigned")))
+}

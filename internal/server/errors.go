@@ -1,0 +1,44 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// apiError is an error answer: the status and the stable code a client can act on, and a
+// message for people. It never carries Anam's words, a key or a token.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+// The error codes a client of the token endpoint can meet.
+const (
+	codeInvalidRequest      = "invalid_request"
+	codeBodyTooLarge        = "body_too_large"
+	codeRenderFailed        = "persona_render_failed"
+	codeUpstreamAuthFailed  = "upstream_auth_failed"
+	codeUpstreamRejected    = "upstream_rejected"
+	codeUpstreamRateLimited = "upstream_rate_limited"
+	codeUpstreamUnavailable = "upstream_unavailable"
+	codeUpstreamTimeout     = "upstream_timeout"
+	codeUnauthorized        = "unauthorized"
+	codeNotFound            = "not_found"
+	codeMethodNotAllowed    = "method_not_allowed"
+	codeInternal            = "internal_error"
+	codeNotReady            = "not_ready"
+)
+
+func invalidRequest(msg string) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: codeInvalidRequest, message: msg}
+}
+
+// abort answers with e as JSON {"error", "code"} and records the code for the request log.
+func abort(c *gin.Context, e *apiError) {
+	c.Set(logCode, e.code)
+	c.AbortWithStatusJSON(e.status, gin.H{"error": e.message, "code": e.code})
+}

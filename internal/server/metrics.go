@@ -1,0 +1,58 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/persona-router/persona-router/internal/anam"
+)
+
+// Metrics are the service's Prometheus metrics, on a registry of its own so that tests can
+// build as many servers as they like.
+type Metrics struct {
+	Registry     *prometheus.Registry
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+	decisions    *prometheus.CounterVec
+	anamRequests *prometheus.CounterVec
+	anamDuration prometheus.Histogram
+}
+
+// NewMetrics registers the service's metrics, with the Go runtime and process collectors, on
+// a new registry.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "persona_router_http_requests_total",
+			Help: "HTTP requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "persona_router_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "persona_router_decisions_total",
+			Help: `Routing decisions, by persona and rule (rule="" when no rule matched and the default persona served).`,
+		}, []string{"persona", "rule"}),
+		anamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "persona_router_anam_requests_total",
+			Help: "Session-token calls to Anam, by outcome (success, auth_failed, rejected, rate_limited, unavailable, timeout).",
+		}, []string{"outcome"}),
+		anamDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "persona_router_anam_request_duration_seconds",
+			Help:    "Time of a session-token call to Anam, retries included.",
+			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+	}
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.decisions, m.anamRequests, m.anamDuration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Series that dashboards and alerts expect exist from the start, at zero.
+	m.anamRequests.WithLabelValues("success")
+	for _, k := range anam.Kinds {
+		m.anamRequests.WithLabelValues(k.String())
+	}
+	return m
+}

@@ -1,0 +1,36 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes lists the whole HTTP surface.
+func (s *Server) routes() {
+	r := s.engine
+	api := r.Group("/api", noStore())
+	if len(s.corsOrigins) > 0 {
+		api.Use(s.cors())
+		// The CORS middleware answers preflights; the route only has to exist.
+		api.OPTIONS("/session-token")
+	}
+	api.POST("/session-token", s.handleSessionToken())
+
+	r.GET("/healthz", handleHealthz())
+	r.GET("/readyz", s.handleReadyz())
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})))
+
+	if s.adminToken != "" {
+		admin := r.Group("/admin", s.requireAdmin())
+		admin.POST("/explain", s.handleAdminExplain())
+	}
+
+	r.NoRoute(func(c *gin.Context) {
+		abort(c, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such endpoint"})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		abort(c, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, message: "method not allowed"})
+	})
+}

@@ -1,0 +1,94 @@
+// Package server is the HTTP service: the token endpoint frontends call, the operations
+// endpoints, and the admin API.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/config"
+)
+
+// Configs gives the configuration snapshot in force. A request takes one snapshot and uses
+// only that one from start to finish.
+type Configs interface {
+	Current() *config.Snapshot
+}
+
+// Minter obtains session tokens from Anam.
+type Minter interface {
+	CreateSessionToken(ctx context.Context, req anam.SessionRequest) (string, error)
+}
+
+var _ Minter = (*anam.Client)(nil)
+
+// Options are a Server's dependencies and settings.
+type Options struct {
+	Logger  *slog.Logger
+	Configs Configs
+	Anam    Minter
+	Metrics *Metrics
+	// AdminToken enables the admin API when not empty.
+	AdminToken string
+	// CORSOrigins are the origins allowed to call the token endpoint from a browser.
+	CORSOrigins []string
+}
+
+// Server answers the service's HTTP requests.
+type Server struct {
+	engine      *gin.Engine
+	log         *slog.Logger
+	configs     Configs
+	anam        Minter
+	metrics     *Metrics
+	adminToken  string
+	corsOrigins []string
+}
+
+func init() {
+	// Release mode: no debug lines at start-up, whoever builds a Server.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+// New builds a Server.
+func New(opts Options) *Server {
+	s := &Server{
+		engine:      gin.New(),
+		log:         opts.Logger,
+		configs:     opts.Configs,
+		anam:        opts.Anam,
+		metrics:     opts.Metrics,
+		adminToken:  opts.AdminToken,
+		corsOrigins: opts.CORSOrigins,
+	}
+	s.engine.HandleMethodNotAllowed = true
+	s.engine.ContextWithFallback = true
+	// No proxy is trusted until identity and rate limiting need the client's address.
+	_ = s.engine.SetTrustedProxies(nil)
+	s.engine.Use(s.requestID(), s.observe(), s.recover())
+	s.routes()
+	return s
+}
+
+// ServeHTTP makes the Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.engine.ServeHTTP(w, r)
+}
+
+// HTTPServer wraps h in an http.Server with production timeouts.
+func HTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

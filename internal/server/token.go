@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/expression"
+)
+
+// tokenResponse is the answer of POST /api/session-token.
+type tokenResponse struct {
+	SessionToken string `json:"sessionToken"`
+	Persona      string `json:"persona"`
+}
+
+// handleSessionToken routes the request to a persona, renders it and asks Anam for a session
+// token: request → decide on one snapshot → render → Anam → response.
+func (s *Server) handleSessionToken() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		in, apiErr := s.decodeTokenRequest(c)
+		if apiErr != nil {
+			abort(c, apiErr)
+			return
+		}
+		c.Set(logContext, in.Context)
+		snap := s.configs.Current()
+		if snap == nil {
+			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
+			return
+		}
+		res := snap.Resolve(in, false)
+		rule := ""
+		if res.Rule != nil {
+			rule = res.Rule.Name
+		}
+		c.Set(logPersona, res.Persona)
+		c.Set(logRule, rule)
+		for _, f := range res.Failed {
+			s.log.Warn("rule failed at run time; counted as not matched", "request_id", c.GetString(logRequestID),
+				"rule", f.Rule.Name, "config_version", snap.Version, "error", f.Err.Error())
+		}
+		if res.Err != nil {
+			s.log.Error("persona cannot be rendered for this request", "request_id", c.GetString(logRequestID),
+				"persona", res.Persona, "rule", rule, "config_version", snap.Version, "error", res.Err.Error())
+			abort(c, &apiError{status: http.StatusInternalServerError, code: codeRenderFailed,
+				message: "the persona chosen for this request cannot be rendered; the service's log says why"})
+			return
+		}
+		s.metrics.decisions.WithLabelValues(res.Persona, rule).Inc()
+
+		label := "persona-router/" + res.Persona
+		if rule != "" {
+			label += "/" + rule
+		}
+		start := time.Now()
+		token, err := s.anam.CreateSessionToken(c.Request.Context(), anam.SessionRequest{PersonaConfig: res.Config, ClientLabel: label})
+		s.metrics.anamDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			abort(c, s.upstreamError(c, err))
+			return
+		}
+		s.metrics.anamRequests.WithLabelValues("success").Inc()
+		c.Set(logAnamStatus, http.StatusOK)
+		c.JSON(http.StatusOK, tokenResponse{SessionToken: token, Persona: res.Persona})
+	}
+}
+
+func (s *Server) decodeTokenRequest(c *gin.Context) (expression.Input, *apiError) {
+	body, apiErr := readBody(c)
+	if apiErr != nil {
+		return expression.Input{}, apiErr
+	}
+	raw, apiErr := decodeObject(body, "context", "metadata")
+	if apiErr != nil {
+		return expression.Input{}, apiErr
+	}
+	var in expression.Input
+	if in.Context, apiErr = stringField(raw, "context"); apiErr != nil {
+		return in, apiErr
+	}
+	if in.Metadata, apiErr = objectField(raw, "metadata"); apiErr != nil {
+		return in, apiErr
+	}
+	in.User = map[string]any{}
+	return in, nil
+}
+
+// upstreamError maps a failed Anam call to the caller's answer, and logs what Anam said —
+// which never reaches the caller.
+func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
+	id := c.GetString(logRequestID)
+	var ae *anam.Error
+	if !errors.As(err, &ae) {
+		s.log.Error("anam call failed", "request_id", id, "error", err.Error())
+		s.metrics.anamRequests.WithLabelValues(anam.Unavailable.String()).Inc()
+		return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable, message: "Anam could not be reached"}
+	}
+	s.metrics.anamRequests.WithLabelValues(ae.Kind.String()).Inc()
+	if ae.Status != 0 {
+		c.Set(logAnamStatus, ae.Status)
+	}
+	attrs := []any{"request_id", id, "anam_status", ae.Status, "attempts", ae.Attempts, "detail", ae.Detail}
+	switch ae.Kind {
+	case anam.AuthFailed:
+		s.log.Error("Anam refused the API key: check ANAM_API_KEY and its permissions", attrs...)
+		return &apiError{status: http.StatusBadGateway, code: codeUpstreamAuthFailed, message: "Anam refused this service's credentials"}
+	case anam.Rejected:
+		s.log.Error("Anam rejected the session-token request: check the persona configuration", attrs...)
+		return &apiError{status: http.StatusBadGateway, code: codeUpstreamRejected, message: "Anam rejected the session request"}
+	case anam.RateLimited:
+		s.log.Warn("Anam rate-limited the session-token request", attrs...)
+		c.Header("Retry-After", strconv.Itoa(max(int(math.Ceil(ae.RetryAfter.Seconds())), 1)))
+		return &apiError{status: http.StatusTooManyRequests, code: codeUpstreamRateLimited, message: "Anam is rate-limiting session requests; retry later"}
+	case anam.Timeout:
+		s.log.Error("Anam did not answer in time", attrs...)
+		return &apiError{status: http.StatusGatewayTimeout, code: codeUpstreamTimeout, message: "Anam did not answer in time"}
+	default:
+		s.log.Error("Anam is unavailable", attrs...)
+		return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable, message: "Anam is unavailable"}
+	}
+}
