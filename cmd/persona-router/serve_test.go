@@ -1,0 +1,696 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// service is persona-router running through run() on a loopback port.
+type service struct {
+	url  string
+	logs *syncBuffer
+	stop func() error
+}
+
+var listening = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"|msg=listening addr=(\S+)`)
+
+// startService runs the program with args and env, waits until it listens, and stops it when
+// the test ends (checking it exits cleanly).
+func startService(t *testing.T, env map[string]string, args ...string) *service {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	getenv := func(k string) string { return env[k] }
+	go func() {
+		done <- run(ctx, append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0"}, args...), getenv, io.Discard, logs)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			s := &service{url: "http://" + m[1] + m[2], logs: logs}
+			var once sync.Once
+			var stopErr error
+			s.stop = func() error {
+				once.Do(func() { cancel(); stopErr = <-done })
+				return stopErr
+			}
+			t.Cleanup(func() {
+				if err := s.stop(); err != nil {
+					t.Errorf("service exited with %v", err)
+				}
+			})
+			s.waitHealthy(t)
+			return s
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("service exited before listening: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("service did not start:\n%s", logs.String())
+		}
+	}
+}
+
+func (s *service) waitHealthy(t *testing.T) {
+	t.Helper()
+	for range 100 {
+		resp, err := http.Get(s.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("/healthz never answered 200")
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+// post sends body (nil for no body at all) with the given headers.
+func (s *service) post(t *testing.T, path string, body []byte, headers ...string) answer {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(http.MethodPost, s.url+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) answer {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &a.body)
+	return a
+}
+
+// upstream is a fake Anam over real HTTP that records what it receives and answers as its
+// script says.
+type upstream struct {
+	*httptest.Server
+	mu       sync.Mutex
+	received []received
+	// answer handles the n-th request (from 0); nil answers with a sandbox-style token.
+	answer func(n int, w http.ResponseWriter, r *http.Request)
+}
+
+type received struct {
+	header http.Header
+	body   map[string]any
+}
+
+func newUpstream(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request)) *upstream {
+	u := &upstream{answer: answer}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		u.mu.Lock()
+		n := len(u.received)
+		u.received = append(u.received, received{header: r.Header.Clone(), body: body})
+		u.mu.Unlock()
+		if r.URL.Path != "/v1/auth/session-token" || r.Method != http.MethodPost {
+			http.Error(w, "wrong endpoint", http.StatusNotFound)
+			return
+		}
+		if u.answer == nil {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"sessionToken": "tok-header.tok-payload-%d.tok-signature"}`, n)
+			return
+		}
+		u.answer(n, w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []received {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]received(nil), u.received...)
+}
+
+const testKey = "sk-test-4f1b9c0e-very-secret"
+
+func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ...string) *service {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	if _, ok := env["ANAM_API_KEY"]; !ok {
+		env["ANAM_API_KEY"] = testKey
+	}
+	return startService(t, env, append([]string{"--anam-url", u.URL, "--rules", "../../rules", "--personas", "../../personas"}, args...)...)
+}
+
+func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil)
+	a := s.post(t, "/api/session-token", nil)
+	if a.status != http.StatusOK || a.body["persona"] != "default" || a.body["sessionToken"] != "tok-header.tok-payload-0.tok-signature" {
+		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	if a.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q, want no-store", a.header.Get("Cache-Control"))
+	}
+	if a.header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id in the answer")
+	}
+	reqs := u.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("Anam received %d requests, want 1", len(reqs))
+	}
+	got := reqs[0]
+	if got.header.Get("Authorization") != "Bearer "+testKey || got.header.Get("Content-Type") != "application/json" {
+		t.Errorf("Anam received headers %v", got.header)
+	}
+	pc, _ := got.body["personaConfig"].(map[string]any)
+	want := map[string]any{
+		"name": "Cara", "avatarId": "30fa96d0-26c4-4e55-94a0-517025942e18", "voiceId": "6bfbe25a-979d-40f3-a92b-5394170af54b",
+		"llmId": "0934d97d-0c3a-4f33-91b0-5e136a0ef466", "languageCode": "en", "maxSessionLengthSeconds": 900.0,
+	}
+	for k, v := range want {
+		if pc[k] != v {
+			t.Errorf("personaConfig.%s = %v, want %v", k, pc[k], v)
+		}
+	}
+	if p, _ := pc["systemPrompt"].(string); !strings.HasPrefix(p, "You are Cara, the virtual assistant of our company, speaking with a visitor.") {
+		t.Errorf("systemPrompt = %q", p)
+	}
+	for _, absent := range []string{"personaId", "avatarModel", "skipGreeting"} {
+		if _, ok := pc[absent]; ok {
+			t.Errorf("personaConfig has %s, want empty optional fields left out", absent)
+		}
+	}
+	if got.body["clientLabel"] != "persona-router/default" {
+		t.Errorf("clientLabel = %v", got.body["clientLabel"])
+	}
+}
+
+func TestTokenRoutesByContextAndMetadata(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil)
+	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise", "product": "Atlas"}}`),
+		"Content-Type", "application/json")
+	if a.status != http.StatusOK || a.body["persona"] != "enterprise-support" {
+		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	body := u.requests()[0].body
+	pc := body["personaConfig"].(map[string]any)
+	if pc["name"] != "Cara, Senior Support Engineer" || pc["maxSessionLengthSeconds"] != 3600.0 ||
+		!strings.Contains(pc["systemPrompt"].(string), "senior support engineer for Atlas") {
+		t.Errorf("personaConfig = %v", pc)
+	}
+	if body["clientLabel"] != "persona-router/enterprise-support/enterprise-support" {
+		t.Errorf("clientLabel = %v", body["clientLabel"])
+	}
+}
+
+func TestTokenRequestErrors(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil)
+	for _, tc := range []struct {
+		name, body, code, message string
+		status                    int
+	}{
+		{"malformed JSON", `{"context": `, "invalid_request", "not valid JSON", 400},
+		{"not an object", `["sales"]`, "invalid_request", "must be a JSON object", 400},
+		{"context not a string", `{"context": 7}`, "invalid_request", "context must be a string", 400},
+		{"metadata not an object", `{"metadata": "tier=pro"}`, "invalid_request", "metadata must be a JSON object", 400},
+		{"metadata a list", `{"metadata": [1]}`, "invalid_request", "metadata must be a JSON object", 400},
+		{"unknown field", `{"contxt": "sales"}`, "invalid_request", `unknown field "contxt"`, 400},
+		{"trailing data", `{} {}`, "invalid_request", "data after the JSON object", 400},
+		{"over 64 KiB", `{"metadata": {"x": "` + strings.Repeat("a", 64<<10) + `"}}`, "body_too_large", "over 64 KiB", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := s.post(t, "/api/session-token", []byte(tc.body), "Content-Type", "application/json")
+			if a.status != tc.status || a.body["code"] != tc.code || !strings.Contains(fmt.Sprint(a.body["error"]), tc.message) {
+				t.Errorf("answer %d %s, want %d %s containing %q", a.status, a.raw, tc.status, tc.code, tc.message)
+			}
+		})
+	}
+	if n := len(u.requests()); n != 0 {
+		t.Errorf("Anam received %d requests for bad input, want 0", n)
+	}
+}
+
+func TestTokenRenderFailure(t *testing.T) {
+	u := newUpstream(t, nil)
+	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona})
+	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append([]string{"--anam-url", u.URL}, flags...)...)
+	a := s.post(t, "/api/session-token", []byte(`{"metadata": {"avatar": "not-a-uuid"}}`))
+	if a.status != http.StatusInternalServerError || a.body["code"] != "persona_render_failed" {
+		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	if strings.Contains(a.raw, "not-a-uuid") {
+		t.Errorf("answer repeats the rendered value: %s", a.raw)
+	}
+	if !strings.Contains(s.logs.String(), `avatarId must be a UUID`) {
+		t.Errorf("log does not say why:\n%s", s.logs.String())
+	}
+	if len(u.requests()) != 0 {
+		t.Error("Anam was called for a persona that cannot be rendered")
+	}
+}
+
+func TestTokenUpstreamErrors(t *testing.T) {
+	jsonError := func(status int, body string, headers ...string) func(int, http.ResponseWriter, *http.Request) {
+		return func(_ int, w http.ResponseWriter, _ *http.Request) {
+			for i := 0; i+1 < len(headers); i += 2 {
+				w.Header().Set(headers[i], headers[i+1])
+			}
+			w.WriteHeader(status)
+			io.WriteString(w, body)
+		}
+	}
+	hangUp := func(_ int, w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		answer     func(int, http.ResponseWriter, *http.Request)
+		status     int
+		code       string
+		attempts   int
+		retryAfter string
+	}{
+		{"401 bad key", jsonError(401, `{"message": "Invalid API key upstream-detail-401"}`), 502, "upstream_auth_failed", 1, ""},
+		{"403 no permission", jsonError(403, `{"error": "forbidden upstream-detail-403"}`), 502, "upstream_auth_failed", 1, ""},
+		{"400 bad persona", jsonError(400, `{"message": "avatarId unknown upstream-detail-400"}`), 502, "upstream_rejected", 1, ""},
+		{"404 unknown persona", jsonError(404, ``), 502, "upstream_rejected", 1, ""},
+		{"429 with Retry-After", jsonError(429, `{"message": "slow down"}`, "Retry-After", "7"), 429, "upstream_rate_limited", 1, "7"},
+		{"429 without Retry-After", jsonError(429, `not json`), 429, "upstream_rate_limited", 1, "1"},
+		{"500 every time", jsonError(500, `{"message": "boom upstream-detail-500"}`), 502, "upstream_unavailable", 3, ""},
+		{"502 HTML from a gateway", jsonError(502, `<html><body>Bad Gateway upstream-detail-502</body></html>`), 502, "upstream_unavailable", 3, ""},
+		{"connection dropped", hangUp, 502, "upstream_unavailable", 3, ""},
+		{"2xx without a token", jsonError(200, `{"token": "x"}`), 502, "upstream_unavailable", 1, ""},
+		{"2xx with a non-string token", jsonError(200, `{"sessionToken": 42}`), 502, "upstream_unavailable", 1, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newUpstream(t, tc.answer)
+			s := startWithUpstream(t, u, nil)
+			a := s.post(t, "/api/session-token", []byte(`{"context": "sales"}`))
+			if a.status != tc.status || a.body["code"] != tc.code {
+				t.Errorf("answer %d %s, want %d %s", a.status, a.raw, tc.status, tc.code)
+			}
+			if strings.Contains(a.raw, "upstream-detail") || strings.Contains(a.raw, "Bad Gateway") {
+				t.Errorf("Anam's words reached the caller: %s", a.raw)
+			}
+			if got := a.header.Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
+			}
+			if n := len(u.requests()); n != tc.attempts {
+				t.Errorf("Anam received %d requests, want %d", n, tc.attempts)
+			}
+		})
+	}
+}
+
+func TestTokenRetriesThenSucceeds(t *testing.T) {
+	u := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n < 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, `{"sessionToken": "a.b.c"}`)
+	})
+	s := startWithUpstream(t, u, nil)
+	a := s.post(t, "/api/session-token", nil)
+	if a.status != http.StatusOK || a.body["sessionToken"] != "a.b.c" || len(u.requests()) != 3 {
+		t.Errorf("answer %d %s after %d attempts, want 200 after 3", a.status, a.raw, len(u.requests()))
+	}
+}
+
+func TestTokenTimeout(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	t.Run("slow answer", func(t *testing.T) {
+		u := newUpstream(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		})
+		s := startWithUpstream(t, u, nil, "--anam-timeout", "300ms")
+		a := s.post(t, "/api/session-token", nil)
+		if a.status != http.StatusGatewayTimeout || a.body["code"] != "upstream_timeout" {
+			t.Errorf("answer %d %s, want 504 upstream_timeout", a.status, a.raw)
+		}
+		if n := len(u.requests()); n != 1 {
+			t.Errorf("Anam received %d requests, want 1 (a timed-out call is not retried)", n)
+		}
+	})
+	t.Run("deadline passes while retrying", func(t *testing.T) {
+		u := newUpstream(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+			time.Sleep(100 * time.Millisecond)
+			w.WriteHeader(http.StatusInternalServerError)
+		})
+		s := startWithUpstream(t, u, nil, "--anam-timeout", "250ms")
+		a := s.post(t, "/api/session-token", nil)
+		if a.status != http.StatusGatewayTimeout || a.body["code"] != "upstream_timeout" {
+			t.Errorf("answer %d %s, want 504 upstream_timeout", a.status, a.raw)
+		}
+		if n := len(u.requests()); n < 1 || n > 2 {
+			t.Errorf("Anam received %d requests, want 1 or 2 within 250ms", n)
+		}
+	})
+}
+
+func TestSandbox(t *testing.T) {
+	s := startService(t, map[string]string{}, "--sandbox", "--rules", "../../rules", "--personas", "../../personas")
+	if !strings.Contains(s.logs.String(), "SANDBOX MODE") {
+		t.Errorf("no sandbox warning at start:\n%s", s.logs.String())
+	}
+	a := s.post(t, "/api/session-token", []byte(`{"context": "sales"}`))
+	if a.status != http.StatusOK || a.body["persona"] != "sales" {
+		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	token, _ := a.body["sessionToken"].(string)
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("sandbox token %q is not header.payload.signature", token)
+	}
+	for i, p := range parts {
+		if p == "" || strings.ContainsAny(p, "+/=") {
+			t.Errorf("part %d %q is not unpadded base64url", i, p)
+		}
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]any
+	if err := json.Unmarshal(raw, &payload); err != nil {
+		t.Fatal(err)
+	}
+	exp, _ := payload["exp"].(float64)
+	if payload["type"] != "ephemeral" || payload["accountId"] != "sandbox" || payload["sandbox"] != true ||
+		time.Until(time.Unix(int64(exp), 0)) < 59*time.Minute || time.Until(time.Unix(int64(exp), 0)) > 61*time.Minute {
+		t.Errorf("payload = %v", payload)
+	}
+}
+
+func TestStartupRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no key", map[string]string{}, nil, "ANAM_API_KEY is not set"},
+		{"bad config", map[string]string{"ANAM_API_KEY": "k"}, []string{"--personas", "../../rules"}, "configuration rejected"},
+		{"bad log format", map[string]string{"ANAM_API_KEY": "k", "LOG_FORMAT": "xml"}, nil, "--log-format must be json or text"},
+		{"bad timeout env", map[string]string{"ANAM_API_KEY": "k", "ANAM_TIMEOUT": "soon"}, nil, `ANAM_TIMEOUT="soon"`},
+		{"bad anam url", map[string]string{"ANAM_API_KEY": "k"}, []string{"--anam-url", "api.anam.ai"}, "--anam-url must be an http(s) URL"},
+		{"bad origin", map[string]string{"ANAM_API_KEY": "k", "CORS_ORIGINS": "app.example.com"}, nil, "is not an origin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			args := append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0", "--rules", "../../rules", "--personas", "../../personas"}, tc.args...)
+			err := run(context.Background(), args, func(k string) string { return tc.env[k] }, io.Discard, &stderr)
+			if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.want) {
+				t.Errorf("run = %v\n%s\nwant an error containing %q", err, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestFlagWinsOverEnvironment(t *testing.T) {
+	u := newUpstream(t, nil)
+	// ANAM_BASE_URL points nowhere; the flag must win. RULES_DIR applies as no flag sets it.
+	env := map[string]string{"ANAM_API_KEY": testKey, "ANAM_BASE_URL": "http://127.0.0.1:1", "RULES_DIR": "../../rules", "PERSONAS_DIR": "../../personas", "LOG_FORMAT": "json"}
+	s := startService(t, env, "--anam-url", u.URL)
+	if a := s.post(t, "/api/session-token", nil); a.status != http.StatusOK {
+		t.Errorf("answer %d %s: --anam-url did not win over ANAM_BASE_URL", a.status, a.raw)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil, "--cors-origins", "https://app.example.com, https://admin.example.com")
+	preflight := func(origin string) answer {
+		req, _ := http.NewRequest(http.MethodOptions, s.url+"/api/session-token", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type")
+		return do(t, req)
+	}
+	a := preflight("https://app.example.com")
+	if a.status != http.StatusNoContent || a.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		!strings.Contains(a.header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Errorf("allowed preflight: %d %v", a.status, a.header)
+	}
+	a = preflight("https://evil.example.net")
+	if a.status != http.StatusForbidden || a.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("disallowed preflight: %d %v", a.status, a.header)
+	}
+	a = s.post(t, "/api/session-token", nil, "Origin", "https://admin.example.com")
+	if a.status != http.StatusOK || a.header.Get("Access-Control-Allow-Origin") != "https://admin.example.com" {
+		t.Errorf("allowed POST: %d %v", a.status, a.header)
+	}
+	a = s.post(t, "/api/session-token", nil, "Origin", "https://evil.example.net")
+	if a.status != http.StatusForbidden || a.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("disallowed POST: %d %v", a.status, a.header)
+	}
+	if n := len(u.requests()); n != 1 {
+		t.Errorf("Anam received %d requests, want 1 (none for the disallowed origin)", n)
+	}
+
+	plain := startWithUpstream(t, u, nil)
+	a = plain.post(t, "/api/session-token", nil, "Origin", "https://app.example.com")
+	if a.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS header without --cors-origins: %v", a.header)
+	}
+}
+
+func TestAdminExplain(t *testing.T) {
+	u := newUpstream(t, nil)
+	explain := []byte(`{"context": "sales", "metadata": {"region": "US"}, "user": {"id": "u-1002"}}`)
+
+	off := startWithUpstream(t, u, nil)
+	if a := off.post(t, "/admin/explain", explain, "Authorization", "Bearer anything"); a.status != http.StatusNotFound {
+		t.Errorf("admin API without ADMIN_TOKEN: %d %s, want 404", a.status, a.raw)
+	}
+
+	s := startWithUpstream(t, u, map[string]string{"ADMIN_TOKEN": "admin-secret-token"})
+	for _, auth := range []string{"", "Bearer wrong", "admin-secret-token", "Bearer admin-secret-token-and-more"} {
+		a := s.post(t, "/admin/explain", explain, "Authorization", auth)
+		if a.status != http.StatusUnauthorized || a.body["code"] != "unauthorized" || a.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("Authorization %q: %d %s, want 401", auth, a.status, a.raw)
+		}
+	}
+	a := s.post(t, "/admin/explain", explain, "Authorization", "Bearer admin-secret-token")
+	if a.status != http.StatusOK || a.body["persona"] != "sales" || a.body["rule"] != "sales-v2-rollout" || a.body["reason"] != "rule" {
+		t.Fatalf("explain: %d %s", a.status, a.raw)
+	}
+	trace, _ := a.body["trace"].([]any)
+	if len(trace) != 2 || a.body["configVersion"] == "" || a.body["personaConfig"] == nil {
+		t.Errorf("explain: %s", a.raw)
+	}
+	if a := s.post(t, "/admin/explain", []byte(`{"user": "u1"}`), "Authorization", "Bearer admin-secret-token"); a.status != 400 || a.body["code"] != "invalid_request" {
+		t.Errorf("bad explain body: %d %s", a.status, a.raw)
+	}
+	if n := len(u.requests()); n != 0 {
+		t.Errorf("explain called Anam %d times", n)
+	}
+}
+
+func TestOperationsEndpoints(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil)
+	s.post(t, "/api/session-token", []byte(`{"context": "training"}`))
+	for path, want := range map[string]string{"/healthz": `"status":"ok"`, "/readyz": `"configVersion":"`} {
+		resp, err := http.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`persona_router_http_requests_total{code="200",route="/api/session-token"} 1`,
+		`persona_router_http_request_duration_seconds_count{route="/api/session-token"} 1`,
+		`persona_router_decisions_total{persona="training",rule="training"} 1`,
+		`persona_router_anam_requests_total{outcome="success"} 1`,
+		`persona_router_anam_requests_total{outcome="unavailable"} 0`,
+		`persona_router_anam_request_duration_seconds_count 1`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if a := s.post(t, "/nope", nil); a.status != 404 || a.body["code"] != "not_found" {
+		t.Errorf("unknown path: %d %s", a.status, a.raw)
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/session-token", nil)
+	if a := do(t, req); a.status != 405 || a.body["code"] != "method_not_allowed" {
+		t.Errorf("GET token endpoint: %d %s", a.status, a.raw)
+	}
+}
+
+func TestRequestIDIsEchoed(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil)
+	if a := s.post(t, "/api/session-token", nil, "X-Request-Id", "req-123.abc"); a.header.Get("X-Request-Id") != "req-123.abc" {
+		t.Errorf("X-Request-Id = %q", a.header.Get("X-Request-Id"))
+	}
+	if a := s.post(t, "/api/session-token", nil, "X-Request-Id", "bad id\" injected"); a.header.Get("X-Request-Id") == "bad id\" injected" {
+		t.Error("an unsafe X-Request-Id was echoed")
+	}
+	if !strings.Contains(s.logs.String(), `"request_id":"req-123.abc"`) {
+		t.Errorf("request log lacks the request id:\n%s", s.logs.String())
+	}
+}
+
+func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	u := newUpstream(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		close(arrived)
+		<-release
+		io.WriteString(w, `{"sessionToken": "late.but.fine"}`)
+	})
+	s := startWithUpstream(t, u, nil)
+	result := make(chan answer, 1)
+	go func() { result <- s.post(t, "/api/session-token", nil) }()
+	<-arrived
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	// The service stops listening at once but keeps serving the request in flight.
+	waitFor(t, func() bool {
+		_, err := http.Get(s.url + "/healthz")
+		return err != nil
+	})
+	close(release)
+	if a := <-result; a.status != http.StatusOK || a.body["sessionToken"] != "late.but.fine" {
+		t.Errorf("in-flight request: %d %s", a.status, a.raw)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("run returned %v, want nil (exit 0)", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition never became true")
+}
+
+func TestSecretsNeverLogged(t *testing.T) {
+	const token = "eyJsecret.eyJtoken-payload.signature-secret"
+	u := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		switch n {
+		case 0:
+			fmt.Fprintf(w, `{"sessionToken": %q}`, token)
+		case 1:
+			w.WriteHeader(401)
+			io.WriteString(w, `{"message": "bad key"}`)
+		default:
+			w.WriteHeader(400)
+			io.WriteString(w, `{"message": "bad persona"}`)
+		}
+	})
+	s := startWithUpstream(t, u, map[string]string{"ADMIN_TOKEN": "admin-token-secret"}, "--log-format", "text")
+	if a := s.post(t, "/api/session-token", nil, "Authorization", "Bearer user-jwt-secret"); a.body["sessionToken"] != token {
+		t.Fatalf("answer %s", a.raw)
+	}
+	s.post(t, "/api/session-token", nil)
+	s.post(t, "/api/session-token", nil)
+	s.post(t, "/admin/explain", nil, "Authorization", "Bearer admin-token-secret")
+	s.post(t, "/admin/explain", nil, "Authorization", "Bearer wrong-admin-token-secret")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	logs := s.logs.String()
+	for _, secret := range []string{testKey, token, "eyJtoken-payload", "user-jwt-secret", "admin-token-secret", "Bearer", "You are Cara"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %q:\n%s", secret, logs)
+		}
+	}
+	// The logs do say what happened, without the secrets.
+	for _, want := range []string{"Anam refused the API key", "bad persona", "status=401"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	lines := 0
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "msg=request ") && !strings.Contains(sc.Text(), "route=/healthz") {
+			lines++
+		}
+	}
+	if lines != 5 {
+		t.Errorf("%d request log lines, want one per request (5)", lines)
+	}
+}
