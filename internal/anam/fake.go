@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -94,22 +93,31 @@ func fakeError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"message": msg, "statusCode": status})
 }
 
+type sandboxClaims struct {
+	Type      string `json:"type"`
+	AccountID string `json:"accountId"`
+	Sandbox   bool   `json:"sandbox"`
+	ID        string `json:"jti"`
+	IssuedAt  int64  `json:"iat"`
+	Expires   int64  `json:"exp"`
+}
+
+var (
+	sandboxHeader    = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+	sandboxSignature = base64.RawURLEncoding.EncodeToString([]byte("sandbox-unsigned"))
+)
+
 // SandboxToken returns an unsigned, JWT-shaped sandbox token (header.payload.signature, each
 // base64url) valid for one hour from now. Anam's browser SDK decodes a token's payload, without
 // verifying it, in createClient(), so a frontend can be wired against the sandbox with the real
 // SDK. Its payload says "sandbox": true; Anam would reject it.
 func SandboxToken(now time.Time) string {
 	enc := base64.RawURLEncoding
-	header, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
-	payload, _ := json.Marshal(map[string]any{
-		"type":      "ephemeral",
-		"accountId": "sandbox",
-		"sandbox":   true,
-		"jti":       rand.Text(),
-		"iat":       now.Unix(),
-		"exp":       now.Add(time.Hour).Unix(),
+	payload, _ := json.Marshal(sandboxClaims{
+		Type: "ephemeral", AccountID: "sandbox", Sandbox: true,
+		ID: rand.Text(), IssuedAt: now.Unix(), Expires: now.Add(time.Hour).Unix(),
 	})
-	return enc.EncodeToString(header) + "." + enc.EncodeToString(payload) + "." + enc.EncodeToString([]byte("sandbox-unsigned"))
+	return sandboxHeader + "." + enc.EncodeToString(payload) + "." + sandboxSignature
 }
 
 // InProcess returns an http.Client whose requests are served by h directly, without a socket:
@@ -129,9 +137,4 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp := rec.Result()
 	resp.Request = r
 	return resp, nil
-}
-
-// IsSandboxToken reports whether a token was made by SandboxToken.
-func IsSandboxToken(token string) bool {
-	return strings.HasSuffix(token, "."+base64.RawURLEncoding.EncodeToString([]byte("sandbox-unsigned")))
 }

@@ -4,8 +4,6 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/persona-router/persona-router/internal/expression"
 )
 
 // handleHealthz answers while the process runs.
@@ -32,26 +30,12 @@ func (s *Server) handleReadyz() gin.HandlerFunc {
 // metadata and user, without calling Anam.
 func (s *Server) handleAdminExplain() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		body, apiErr := readBody(c)
-		if apiErr != nil {
-			abort(c, apiErr)
+		var body explainBody
+		if err := decodeBody(c, &body, "context, metadata, user"); err != nil {
+			abort(c, err)
 			return
 		}
-		raw, apiErr := decodeObject(body, "context", "metadata", "user")
-		if apiErr != nil {
-			abort(c, apiErr)
-			return
-		}
-		var in expression.Input
-		if in.Context, apiErr = stringField(raw, "context"); apiErr == nil {
-			if in.Metadata, apiErr = objectField(raw, "metadata"); apiErr == nil {
-				in.User, apiErr = objectField(raw, "user")
-			}
-		}
-		if apiErr != nil {
-			abort(c, apiErr)
-			return
-		}
+		in := input(body.Context, body.Metadata, body.User)
 		snap := s.configs.Current()
 		if snap == nil {
 			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})

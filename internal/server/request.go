@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,89 +9,80 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/persona-router/persona-router/internal/expression"
 )
 
 // maxBody bounds a request body.
 const maxBody = 64 << 10
 
-// readBody reads the request body, refusing one over maxBody.
-func readBody(c *gin.Context) ([]byte, *apiError) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: codeBodyTooLarge,
-				message: fmt.Sprintf("request body is over %d KiB", maxBody>>10)}
-		}
-		return nil, invalidRequest("reading request body: " + err.Error())
-	}
-	return body, nil
+// tokenBody is the body of POST /api/session-token; all of it is optional.
+type tokenBody struct {
+	Context  *string        `json:"context"`
+	Metadata map[string]any `json:"metadata"`
 }
 
-// decodeObject decodes a JSON object body whose fields are all named in fields. An empty body
-// is an empty object; a field that is null counts as absent. It returns the raw value of each
-// field present.
-func decodeObject(body []byte, fields ...string) (map[string]json.RawMessage, *apiError) {
-	out := map[string]json.RawMessage{}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return out, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&out); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return nil, invalidRequest("request body must be a JSON object")
-		}
-		return nil, invalidRequest("request body is not valid JSON: " + err.Error())
-	}
-	if dec.More() {
-		return nil, invalidRequest("request body has data after the JSON object")
-	}
-	for k, v := range out {
-		if !contains(fields, k) {
-			return nil, invalidRequest(fmt.Sprintf("unknown field %q (expected %s)", k, strings.Join(fields, ", ")))
-		}
-		if string(v) == "null" {
-			delete(out, k)
-		}
-	}
-	if out == nil {
-		out = map[string]json.RawMessage{} // the body was `null`
-	}
-	return out, nil
+// explainBody is the body of POST /admin/explain.
+type explainBody struct {
+	Context  *string        `json:"context"`
+	Metadata map[string]any `json:"metadata"`
+	User     map[string]any `json:"user"`
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+// decodeBody decodes a JSON object body into dst (a pointer to one of the body structs) in one
+// pass over the stream. An empty body is an empty object, null fields are absent, and unknown
+// fields, wrong types, trailing data and bodies over maxBody are refused with a message that
+// names what is wrong.
+func decodeBody(c *gin.Context, dst any, fields string) *apiError {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		// Anything but white space after the object is an error.
+		if err = dec.Decode(&struct{}{}); err == io.EOF {
+			return nil
+		}
+		if err == nil {
+			return invalidRequest("request body has data after the JSON object")
 		}
 	}
-	return false
+	var tooLarge *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == io.EOF:
+		return nil // no body at all: the default route
+	case errors.As(err, &tooLarge):
+		return &apiError{status: http.StatusRequestEntityTooLarge, code: codeBodyTooLarge,
+			message: fmt.Sprintf("request body is over %d KiB", maxBody>>10)}
+	case errors.As(err, &typeErr):
+		switch field := typeErr.Field; {
+		case field == "":
+			return invalidRequest("request body must be a JSON object")
+		case field == "context":
+			return invalidRequest("context must be a string")
+		case strings.Contains(field, "."):
+			return invalidRequest(fmt.Sprintf("%s has a value of the wrong type", field))
+		default:
+			return invalidRequest(fmt.Sprintf("%s must be a JSON object", field))
+		}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return invalidRequest(fmt.Sprintf("unknown field %s (expected %s)", strings.TrimPrefix(err.Error(), "json: unknown field "), fields))
+	default:
+		return invalidRequest("request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+	}
 }
 
-// stringField decodes an optional string field.
-func stringField(raw map[string]json.RawMessage, name string) (string, *apiError) {
-	v, ok := raw[name]
-	if !ok {
-		return "", nil
+// input turns decoded fields into the decision's input; absent parts are empty.
+func input(context *string, metadata, user map[string]any) expression.Input {
+	in := expression.Input{Metadata: metadata, User: user}
+	if context != nil {
+		in.Context = *context
 	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return "", invalidRequest(fmt.Sprintf("%s must be a string", name))
+	if in.Metadata == nil {
+		in.Metadata = map[string]any{}
 	}
-	return s, nil
-}
-
-// objectField decodes an optional object field; absent is an empty object.
-func objectField(raw map[string]json.RawMessage, name string) (map[string]any, *apiError) {
-	v, ok := raw[name]
-	if !ok {
-		return map[string]any{}, nil
+	if in.User == nil {
+		in.User = map[string]any{}
 	}
-	var m map[string]any
-	if v[0] != '{' || json.Unmarshal(v, &m) != nil {
-		return nil, invalidRequest(fmt.Sprintf("%s must be a JSON object", name))
-	}
-	return m, nil
+	return in
 }

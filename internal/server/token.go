@@ -72,23 +72,11 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 }
 
 func (s *Server) decodeTokenRequest(c *gin.Context) (expression.Input, *apiError) {
-	body, apiErr := readBody(c)
-	if apiErr != nil {
-		return expression.Input{}, apiErr
+	var body tokenBody
+	if err := decodeBody(c, &body, "context, metadata"); err != nil {
+		return expression.Input{}, err
 	}
-	raw, apiErr := decodeObject(body, "context", "metadata")
-	if apiErr != nil {
-		return expression.Input{}, apiErr
-	}
-	var in expression.Input
-	if in.Context, apiErr = stringField(raw, "context"); apiErr != nil {
-		return in, apiErr
-	}
-	if in.Metadata, apiErr = objectField(raw, "metadata"); apiErr != nil {
-		return in, apiErr
-	}
-	in.User = map[string]any{}
-	return in, nil
+	return input(body.Context, body.Metadata, nil), nil
 }
 
 // upstreamError maps a failed Anam call to the caller's answer, and logs what Anam said —
