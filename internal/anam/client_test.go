@@ -1,0 +1,98 @@
+package anam
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestErrorMessageParsesBodiesDefensively(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"message": "Invalid persona"}`:           "Invalid persona",
+		`{"error": "forbidden"}`:                   "forbidden",
+		`{"error": {"message": "nested"}}`:         "nested",
+		`{"statusCode": 500}`:                      `{"statusCode": 500}`,
+		``:                                         "(empty body)",
+		`<html>Bad Gateway</html>`:                 "<html>Bad Gateway</html>",
+		strings.Repeat("é", 400):                   strings.Repeat("é", 150) + "…",
+		`{"message": 42, "error": "second field"}`: "second field",
+	} {
+		if got := errorMessage([]byte(body)); got != want {
+			t.Errorf("errorMessage(%.40q) = %.60q, want %.60q", body, got, want)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for h, want := range map[string]time.Duration{
+		"7":    7 * time.Second,
+		" 3 ":  3 * time.Second,
+		"":     time.Second,
+		"0":    time.Second,
+		"-5":   time.Second,
+		"soon": time.Second,
+		time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat): 90 * time.Second,
+		time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat):       time.Second,
+	} {
+		got := retryAfter(h)
+		if got < want-2*time.Second || got > want {
+			t.Errorf("retryAfter(%q) = %s, want about %s", h, got, want)
+		}
+	}
+}
+
+func TestBackoffIsJitteredAndCapped(t *testing.T) {
+	c := NewClient("http://x", "k", nil, time.Second)
+	for n, max := range map[int]time.Duration{1: 250 * time.Millisecond, 2: 500 * time.Millisecond, 4: 2 * time.Second, 40: 2 * time.Second} {
+		seen := map[time.Duration]bool{}
+		for range 50 {
+			d := c.backoff(n)
+			if d < max/2 || d > max {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", n, d, max/2, max)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 10 {
+			t.Errorf("backoff(%d) took only %d values in 50 draws: no jitter", n, len(seen))
+		}
+	}
+}
+
+func TestFakeFollowsTheContract(t *testing.T) {
+	srv := httptest.NewServer(&Fake{APIKey: "k"})
+	defer srv.Close()
+	client := NewClient(srv.URL, "k", srv.Client(), time.Second)
+	good := PersonaConfig{Name: "n", AvatarID: "30fa96d0-26c4-4e55-94a0-517025942e18", VoiceID: "6bfbe25a-979d-40f3-a92b-5394170af54b"}
+	token, err := client.CreateSessionToken(context.Background(), SessionRequest{PersonaConfig: good})
+	if err != nil || strings.Count(token, ".") != 2 {
+		t.Fatalf("token %q, %v", token, err)
+	}
+	for name, tc := range map[string]struct {
+		key  string
+		pc   PersonaConfig
+		kind Kind
+	}{
+		"wrong key":       {"nope", good, AuthFailed},
+		"no avatar":       {"k", PersonaConfig{Name: "n", VoiceID: good.VoiceID}, Rejected},
+		"avatar not UUID": {"k", PersonaConfig{Name: "n", AvatarID: "cara", VoiceID: good.VoiceID}, Rejected},
+		"stateful bad id": {"k", PersonaConfig{PersonaID: "lab"}, Rejected},
+	} {
+		c := NewClient(srv.URL, tc.key, srv.Client(), time.Second)
+		_, err := c.CreateSessionToken(context.Background(), SessionRequest{PersonaConfig: tc.pc})
+		ae, ok := err.(*Error)
+		if !ok || ae.Kind != tc.kind || ae.Attempts != 1 {
+			t.Errorf("%s: %v, want %s after one attempt", name, err, tc.kind)
+		}
+		if err != nil && strings.Contains(err.Error(), tc.key) && tc.key != "k" {
+			t.Errorf("%s: the error repeats the key: %v", name, err)
+		}
+	}
+	raw, _ := json.Marshal(SessionRequest{PersonaConfig: PersonaConfig{PersonaID: "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"}})
+	if string(raw) != `{"personaConfig":{"personaId":"7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"}}` {
+		t.Errorf("stateful request JSON = %s, want only personaId", raw)
+	}
+}
