@@ -81,13 +81,14 @@ func TestAbsentMetadataAndUserAreEmpty(t *testing.T) {
 }
 
 func TestRunTimeErrorsAreErrors(t *testing.T) {
-	for _, src := range []string{
-		`user.id + ":x"`,                 // nil + string
-		`bucket(user.id) < 20`,           // nil key
-		`len(map(1..100000, # * 2)) > 0`, // over the memory budget
+	for src, want := range map[string]string{
+		`user.id + ":x"`:                 "invalid operation",
+		`bucket(user.id) < 20`:           "bucket: the key must be a string",
+		`len(map(1..100000, # * 2)) > 0`: "memory budget exceeded",
+		`metadata.missing.deep`:          "cannot fetch deep",
 	} {
-		if got, err := eval(t, src, expression.Input{}); err == nil {
-			t.Errorf("%s = %v, want an error", src, got)
+		if got, err := eval(t, src, expression.Input{Metadata: map[string]any{"list": "not a list"}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s = %v, %v; want an error containing %q", src, got, err, want)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func (l Errors) Sort() {
 	})
 }
 
-// Add appends errs, flattening nested Errors.
+// Add appends errs.
 func (l *Errors) Add(errs ...*Error) { *l = append(*l, errs...) }
 
 // Addf appends a new Error at pos.
