@@ -35,12 +35,42 @@ type file struct {
 // Load reads both directories and returns a complete snapshot, or a source.Errors listing
 // every problem found. It never returns a partial snapshot.
 func Load(dirs Dirs) (*Snapshot, error) {
-	personaFiles, perr := readDir(dirs.Personas, "personas")
-	ruleFiles, rerr := readDir(dirs.Rules, "rules")
-	if err := errors.Join(perr, rerr); err != nil {
+	files, err := Read(dirs)
+	if err != nil {
 		return nil, err
 	}
-	return build(dirs, personaFiles, ruleFiles)
+	return files.Build()
+}
+
+// Files is a configuration as read from disk, before it is parsed.
+type Files struct {
+	Dirs Dirs
+	// Version identifies the content: a hash of every file's name and bytes. Equal contents
+	// have equal versions, so a reloader can tell a real change from a touched file.
+	Version  string
+	personas []file
+	rules    []file
+}
+
+// Read reads the configuration files of both directories.
+func Read(dirs Dirs) (*Files, error) {
+	personas, perr := readDir(dirs.Personas, "personas")
+	rules, rerr := readDir(dirs.Rules, "rules")
+	var errs source.Errors
+	for _, err := range []error{perr, rerr} {
+		var list source.Errors
+		switch {
+		case err == nil:
+		case errors.As(err, &list):
+			errs.Add(list...)
+		default:
+			return nil, err
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &Files{Dirs: dirs, Version: version(personas, rules), personas: personas, rules: rules}, nil
 }
 
 // IsConfigFile tells whether a directory entry name is loaded: a visible .yaml or .yml file.
@@ -98,7 +128,9 @@ func version(groups ...[]file) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-func build(dirs Dirs, personaFiles, ruleFiles []file) (*Snapshot, error) {
+// Build parses, compiles, links and tests the files into a snapshot, or returns every error.
+func (files *Files) Build() (*Snapshot, error) {
+	dirs, personaFiles, ruleFiles := files.Dirs, files.personas, files.rules
 	var errs source.Errors
 	compiler := expression.NewCompiler()
 	templates := make(map[string]*persona.Template, len(personaFiles))
@@ -121,25 +153,25 @@ func build(dirs Dirs, personaFiles, ruleFiles []file) (*Snapshot, error) {
 	}
 	personasOK := len(errs) == 0
 
-	var files []*rules.File
+	var parsed []*rules.File
 	for _, f := range ruleFiles {
 		rf, rerrs := rules.Parse(f.path, f.data, compiler)
 		errs.Add(rerrs...)
 		if rf != nil {
-			files = append(files, rf)
+			parsed = append(parsed, rf)
 		}
 	}
-	set, serrs := rules.NewSet(files)
+	set, serrs := rules.NewSet(parsed)
 	errs.Add(serrs...)
 
 	s := &Snapshot{
-		Version:   version(personaFiles, ruleFiles),
+		Version:   files.Version,
 		LoadedAt:  time.Now(),
 		Dirs:      dirs,
 		personas:  templates,
 		rules:     set,
 		routes:    make([]route, len(set.Rules())),
-		ruleFiles: files,
+		ruleFiles: parsed,
 		layout:    compiler.Layout(),
 	}
 	if personasOK {
