@@ -65,6 +65,11 @@ func bareHandler(b *testing.B, client *anam.Client, body []byte) http.Handler {
 	})
 }
 
+// fixedConfig serves one snapshot.
+type fixedConfig struct{ snap *config.Snapshot }
+
+func (f fixedConfig) Current() *config.Snapshot { return f.snap }
+
 // routerHandler is the service as `serve --sandbox` builds it, with the shipped configuration
 // and JSON request logs (to nowhere).
 func routerHandler(b *testing.B) http.Handler {
@@ -74,7 +79,7 @@ func routerHandler(b *testing.B) http.Handler {
 	}
 	return server.New(server.Options{
 		Logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Configs: staticConfigs{snap},
+		Configs: fixedConfig{snap},
 		Anam:    sandboxClient(),
 		Metrics: server.NewMetrics(),
 	})

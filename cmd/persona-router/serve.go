@@ -10,11 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/reload"
 	"github.com/persona-router/persona-router/internal/server"
 	"github.com/persona-router/persona-router/internal/source"
 )
@@ -31,6 +35,8 @@ type serveConfig struct {
 	sandbox     bool
 	corsOrigins []string
 	logFormat   string
+	watch       bool
+	poll        time.Duration
 	apiKey      string
 	adminToken  string
 }
@@ -45,6 +51,8 @@ var envFlags = []struct{ flag, env string }{
 	{"sandbox", "SANDBOX"},
 	{"cors-origins", "CORS_ORIGINS"},
 	{"log-format", "LOG_FORMAT"},
+	{"watch", "WATCH"},
+	{"poll-interval", "POLL_INTERVAL"},
 }
 
 // parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
@@ -59,6 +67,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.BoolVar(&cfg.sandbox, "sandbox", false, "use an in-process fake Anam: no key, no network, tokens are not real (env SANDBOX)")
 	cors := fs.String("cors-origins", "", "comma-separated origins allowed to call the API from browsers (env CORS_ORIGINS)")
 	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text (env LOG_FORMAT)")
+	fs.BoolVar(&cfg.watch, "watch", true, "reload when files in --rules or --personas change (env WATCH)")
+	fs.DurationVar(&cfg.poll, "poll-interval", 0, "also check the files for changes this often, for file systems without change events; 0 is off (env POLL_INTERVAL)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN.\n\nFlags:")
 		fs.PrintDefaults()
@@ -89,6 +99,9 @@ func (cfg *serveConfig) validate() error {
 	if cfg.logFormat != "json" && cfg.logFormat != "text" {
 		return fmt.Errorf("--log-format must be json or text, got %q", cfg.logFormat)
 	}
+	if cfg.poll < 0 {
+		return fmt.Errorf("--poll-interval must not be negative, got %s", cfg.poll)
+	}
 	if cfg.anamTimeout <= 0 {
 		return fmt.Errorf("--anam-timeout must be positive, got %s", cfg.anamTimeout)
 	}
@@ -113,11 +126,6 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
-// staticConfigs serves one snapshot.
-type staticConfigs struct{ snap *config.Snapshot }
-
-func (s staticConfigs) Current() *config.Snapshot { return s.snap }
-
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, done, err := parseServeFlags(args, getenv, stderr)
 	if done || err != nil {
@@ -125,7 +133,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log := newLogger(cfg.logFormat, stderr)
 
-	snap, err := config.Load(cfg.dirs)
+	metrics := server.NewMetrics()
+	configs, err := reload.New(cfg.dirs, log, reload.NewMetrics(metrics.Registry))
 	if err != nil {
 		errs := source.AsErrors(err)
 		for _, e := range errs {
@@ -134,6 +143,33 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("configuration rejected: not starting", "errors", len(errs), "rules", cfg.dirs.Rules, "personas", cfg.dirs.Personas)
 		return exitError{err}
 	}
+	snap := configs.Current()
+	ctx, stopReloading := context.WithCancel(ctx)
+	defer stopReloading()
+	go configs.Run(ctx)
+	if cfg.watch {
+		go func() {
+			if err := configs.Watch(ctx); err != nil {
+				log.Error("file watching stopped; edits go live only through SIGHUP, /admin/reload or --poll-interval", "error", err.Error())
+			}
+		}()
+	}
+	if cfg.poll > 0 {
+		go configs.Poll(ctx, cfg.poll)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_, _ = configs.Reload(ctx, reload.TriggerSignal)
+			}
+		}
+	}()
 
 	client := anam.NewClient(cfg.anamURL, cfg.apiKey, productionHTTPClient(), cfg.anamTimeout)
 	if cfg.sandbox {
@@ -143,9 +179,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	srv := server.New(server.Options{
 		Logger:      log,
-		Configs:     staticConfigs{snap},
+		Configs:     configs,
+		Reloader:    configs,
 		Anam:        client,
-		Metrics:     server.NewMetrics(),
+		Metrics:     metrics,
 		AdminToken:  cfg.adminToken,
 		CORSOrigins: cfg.corsOrigins,
 	})
@@ -157,7 +194,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	httpServer := server.HTTPServer(cfg.addr, srv)
 	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
 		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
-		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL)
+		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String())
 
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()

@@ -31,6 +31,7 @@ const (
 	codeMethodNotAllowed    = "method_not_allowed"
 	codeInternal            = "internal_error"
 	codeNotReady            = "not_ready"
+	codeInvalidConfig       = "invalid_config"
 )
 
 func invalidRequest(msg string) *apiError {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/persona-router/persona-router/internal/reload"
 )
 
 // handleHealthz answers while the process runs.
@@ -42,5 +44,57 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 			return
 		}
 		c.JSON(http.StatusOK, snap.Explain(in))
+	}
+}
+
+// handleAdminReload runs the loader now, even when no file changed: 200 with the reload status
+// when the new configuration is applied, 422 with every error when it is rejected (the last good
+// configuration keeps serving).
+func (s *Server) handleAdminReload() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		st, err := s.reloader.Reload(c.Request.Context(), reload.TriggerAdmin)
+		if err != nil {
+			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeInternal, message: "reload did not run: " + err.Error()})
+			return
+		}
+		if !st.OK {
+			c.Set(logCode, codeInvalidConfig)
+			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, gin.H{
+				"error":  "configuration rejected; the last good configuration keeps serving",
+				"code":   codeInvalidConfig,
+				"errors": st.Errors,
+			})
+			return
+		}
+		c.JSON(http.StatusOK, st)
+	}
+}
+
+// configRule is one rule as /admin/config lists it.
+type configRule struct {
+	Name     string `json:"name"`
+	Priority int    `json:"priority"`
+	Persona  string `json:"persona"`
+}
+
+// handleAdminConfig describes the configuration serving and the last reload attempt.
+func (s *Server) handleAdminConfig() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		snap := s.configs.Current()
+		if snap == nil {
+			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
+			return
+		}
+		rules := make([]configRule, 0, len(snap.Rules()))
+		for _, r := range snap.Rules() {
+			rules = append(rules, configRule{Name: r.Name, Priority: r.Priority, Persona: r.Persona})
+		}
+		c.JSON(http.StatusOK, gin.H{
+			"version":    snap.Version,
+			"loadedAt":   snap.LoadedAt,
+			"personas":   snap.PersonaIDs(),
+			"rules":      rules,
+			"lastReload": s.reloader.LastReload(),
+		})
 	}
 }

@@ -25,6 +25,8 @@ func (s *Server) routes() {
 	if s.adminToken != "" {
 		admin := r.Group("/admin", s.requireAdmin())
 		admin.POST("/explain", s.handleAdminExplain())
+		admin.POST("/reload", s.handleAdminReload())
+		admin.GET("/config", s.handleAdminConfig())
 	}
 
 	r.NoRoute(func(c *gin.Context) {

@@ -12,12 +12,19 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/reload"
 )
 
 // Configs gives the configuration snapshot in force. A request takes one snapshot and uses
 // only that one from start to finish.
 type Configs interface {
 	Current() *config.Snapshot
+}
+
+// Reloader reloads the configuration on demand and tells how the last reload went.
+type Reloader interface {
+	Reload(ctx context.Context, trigger string) (reload.Status, error)
+	LastReload() reload.Status
 }
 
 // Minter obtains session tokens from Anam.
@@ -31,7 +38,9 @@ var _ Minter = (*anam.Client)(nil)
 type Options struct {
 	Logger  *slog.Logger
 	Configs Configs
-	Anam    Minter
+	// Reloader serves the admin API's reload and config endpoints.
+	Reloader Reloader
+	Anam     Minter
 	Metrics *Metrics
 	// AdminToken enables the admin API when not empty.
 	AdminToken string
@@ -44,6 +53,7 @@ type Server struct {
 	engine      *gin.Engine
 	log         *slog.Logger
 	configs     Configs
+	reloader    Reloader
 	anam        Minter
 	metrics     *Metrics
 	adminToken  string
@@ -61,6 +71,7 @@ func New(opts Options) *Server {
 		engine:      gin.New(),
 		log:         opts.Logger,
 		configs:     opts.Configs,
+		reloader:    opts.Reloader,
 		anam:        opts.Anam,
 		metrics:     opts.Metrics,
 		adminToken:  opts.AdminToken,
