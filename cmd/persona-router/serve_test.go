@@ -48,6 +48,10 @@ var listening = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"|msg=liste
 // the test ends (checking it exits cleanly).
 func startService(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
+	joined := strings.Join(args, " ")
+	if !strings.Contains(joined, "--anam-url") && !strings.Contains(joined, "--sandbox") && env["ANAM_BASE_URL"] == "" {
+		t.Fatal("a test service must use a fake Anam (--anam-url or --sandbox): tests never call the real one")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan error, 1)

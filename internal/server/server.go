@@ -41,7 +41,7 @@ type Options struct {
 	// Reloader serves the admin API's reload and config endpoints.
 	Reloader Reloader
 	Anam     Minter
-	Metrics *Metrics
+	Metrics  *Metrics
 	// AdminToken enables the admin API when not empty.
 	AdminToken string
 	// CORSOrigins are the origins allowed to call the token endpoint from a browser.
