@@ -77,12 +77,16 @@ func routerHandler(b *testing.B) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return server.New(server.Options{
+	srv, err := server.New(server.Options{
 		Logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Configs: fixedConfig{snap},
 		Anam:    sandboxClient(),
 		Metrics: server.NewMetrics(),
 	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv
 }
 
 // loadResult is what one benchmark run measured.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/identity"
+	"github.com/persona-router/persona-router/internal/ratelimit"
 	"github.com/persona-router/persona-router/internal/reload"
 	"github.com/persona-router/persona-router/internal/server"
 	"github.com/persona-router/persona-router/internal/source"
@@ -39,6 +42,14 @@ type serveConfig struct {
 	poll        time.Duration
 	apiKey      string
 	adminToken  string
+
+	auth           string
+	jwt            identity.JWTOptions
+	userHeader     string
+	emailHeader    string
+	rateLimit      string
+	rateBurst      int
+	trustedProxies []string
 }
 
 // envFlags maps each flag to the environment variable that sets it when the flag is absent.
@@ -53,6 +64,15 @@ var envFlags = []struct{ flag, env string }{
 	{"log-format", "LOG_FORMAT"},
 	{"watch", "WATCH"},
 	{"poll-interval", "POLL_INTERVAL"},
+	{"auth", "AUTH_MODE"},
+	{"jwt-jwks-url", "JWT_JWKS_URL"},
+	{"jwt-issuer", "JWT_ISSUER"},
+	{"jwt-audience", "JWT_AUDIENCE"},
+	{"user-header", "USER_HEADER"},
+	{"user-email-header", "USER_EMAIL_HEADER"},
+	{"rate-limit", "RATE_LIMIT"},
+	{"rate-burst", "RATE_BURST"},
+	{"trusted-proxies", "TRUSTED_PROXIES"},
 }
 
 // parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
@@ -69,8 +89,17 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text (env LOG_FORMAT)")
 	fs.BoolVar(&cfg.watch, "watch", true, "reload when files in --rules or --personas change (env WATCH)")
 	fs.DurationVar(&cfg.poll, "poll-interval", 0, "also check the files for changes this often, for file systems without change events; 0 is off (env POLL_INTERVAL)")
+	fs.StringVar(&cfg.auth, "auth", "none", "who may ask for tokens: none, jwt or header (env AUTH_MODE)")
+	fs.StringVar(&cfg.jwt.JWKSURL, "jwt-jwks-url", "", "JWKS URL of the keys verifying RS/PS/ES/EdDSA tokens, with --auth jwt (env JWT_JWKS_URL)")
+	fs.StringVar(&cfg.jwt.Issuer, "jwt-issuer", "", "required iss of tokens, with --auth jwt (env JWT_ISSUER)")
+	fs.StringVar(&cfg.jwt.Audience, "jwt-audience", "", "required aud of tokens, with --auth jwt (env JWT_AUDIENCE)")
+	fs.StringVar(&cfg.userHeader, "user-header", "X-Forwarded-User", "header naming the user, with --auth header (env USER_HEADER)")
+	fs.StringVar(&cfg.emailHeader, "user-email-header", "X-Forwarded-Email", "header giving the user's email, with --auth header (env USER_EMAIL_HEADER)")
+	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "token requests allowed per user or client address, like 10/min (also /s, /h); empty is no limit (env RATE_LIMIT)")
+	fs.IntVar(&cfg.rateBurst, "rate-burst", 0, "requests allowed at once; 0 is the limit's count (env RATE_BURST)")
+	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (env TRUSTED_PROXIES)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parseFlags(fs, args, stderr); done {
@@ -85,13 +114,11 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 			}
 		}
 	}
-	for _, o := range strings.Split(*cors, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			cfg.corsOrigins = append(cfg.corsOrigins, o)
-		}
-	}
+	cfg.corsOrigins = splitList(*cors)
+	cfg.trustedProxies = splitList(*proxies)
 	cfg.apiKey = getenv("ANAM_API_KEY")
 	cfg.adminToken = getenv("ADMIN_TOKEN")
+	cfg.jwt.Secret = []byte(getenv("JWT_SECRET"))
 	return cfg, false, cfg.validate()
 }
 
@@ -113,10 +140,69 @@ func (cfg *serveConfig) validate() error {
 			return fmt.Errorf("--cors-origins: %q is not an origin (expected scheme://host[:port])", o)
 		}
 	}
+	switch cfg.auth {
+	case "none", "header":
+	case "jwt":
+		if len(cfg.jwt.Secret) == 0 && cfg.jwt.JWKSURL == "" {
+			return errors.New("--auth jwt needs JWT_SECRET (HS256/384/512) or --jwt-jwks-url / JWT_JWKS_URL (RS256, ES256, EdDSA…)")
+		}
+		if n := len(cfg.jwt.Secret); n > 0 && n < 32 {
+			return fmt.Errorf("JWT_SECRET is %d bytes; use at least 32 random bytes", n)
+		}
+		if u, err := url.Parse(cfg.jwt.JWKSURL); cfg.jwt.JWKSURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+			return fmt.Errorf("--jwt-jwks-url must be an http(s) URL, got %q", cfg.jwt.JWKSURL)
+		}
+	default:
+		return fmt.Errorf("--auth must be none, jwt or header, got %q", cfg.auth)
+	}
+	if cfg.rateLimit != "" {
+		if _, err := ratelimit.ParseSpec(cfg.rateLimit); err != nil {
+			return fmt.Errorf("--rate-limit: %w", err)
+		}
+	}
+	if cfg.rateBurst < 0 {
+		return fmt.Errorf("--rate-burst must not be negative, got %d", cfg.rateBurst)
+	}
+	for _, p := range cfg.trustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				return fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP address", p)
+			}
+		}
+	}
 	if !cfg.sandbox && cfg.apiKey == "" {
 		return errors.New("ANAM_API_KEY is not set: set it to your Anam API key, or run with --sandbox to use a fake Anam")
 	}
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// newIdentity builds the --auth mode's identifier.
+func newIdentity(ctx context.Context, cfg serveConfig, log *slog.Logger) (identity.Identifier, error) {
+	switch cfg.auth {
+	case "jwt":
+		opts := cfg.jwt
+		opts.HTTPClient = productionHTTPClient()
+		opts.OnRefreshError = func(err error) {
+			log.Error("fetching the JWKS failed; tokens signed with its keys fail until it succeeds", "url", opts.JWKSURL, "error", err.Error())
+		}
+		return identity.NewJWT(ctx, opts)
+	case "header":
+		log.Warn("identity comes from request headers: only safe behind an authenticating proxy that sets them on every request",
+			"user_header", cfg.userHeader, "email_header", cfg.emailHeader)
+		return identity.Header{UserHeader: cfg.userHeader, EmailHeader: cfg.emailHeader}, nil
+	}
+	return identity.Anonymous{}, nil
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -177,15 +263,32 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		client = anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), cfg.anamTimeout)
 		cfg.anamURL = "in-process fake"
 	}
-	srv := server.New(server.Options{
-		Logger:      log,
-		Configs:     configs,
-		Reloader:    configs,
-		Anam:        client,
-		Metrics:     metrics,
-		AdminToken:  cfg.adminToken,
-		CORSOrigins: cfg.corsOrigins,
+	ident, err := newIdentity(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	var limiter *ratelimit.Limiter
+	if cfg.rateLimit != "" {
+		spec, _ := ratelimit.ParseSpec(cfg.rateLimit)
+		if limiter, err = ratelimit.New(spec, cfg.rateBurst, ratelimit.DefaultMaxKeys); err != nil {
+			return err
+		}
+	}
+	srv, err := server.New(server.Options{
+		Logger:         log,
+		Configs:        configs,
+		Reloader:       configs,
+		Anam:           client,
+		Metrics:        metrics,
+		AdminToken:     cfg.adminToken,
+		CORSOrigins:    cfg.corsOrigins,
+		Identity:       ident,
+		RateLimit:      limiter,
+		TrustedProxies: cfg.trustedProxies,
 	})
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -194,7 +297,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	httpServer := server.HTTPServer(cfg.addr, srv)
 	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
 		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
-		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String())
+		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String(), "auth", cfg.auth, "rate_limit", cfg.rateLimit)
 
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()

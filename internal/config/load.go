@@ -17,6 +17,7 @@ import (
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
+	"github.com/persona-router/persona-router/internal/schema"
 	"github.com/persona-router/persona-router/internal/source"
 )
 
@@ -163,6 +164,12 @@ func (files *Files) Build() (*Snapshot, error) {
 	}
 	set, serrs := rules.NewSet(parsed)
 	errs.Add(serrs...)
+	var declared []*schema.Field
+	for _, f := range parsed {
+		declared = append(declared, f.Metadata...)
+	}
+	metadata, merrs := schema.New(declared)
+	errs.Add(merrs...)
 
 	s := &Snapshot{
 		Version:   files.Version,
@@ -172,6 +179,7 @@ func (files *Files) Build() (*Snapshot, error) {
 		rules:     set,
 		routes:    make([]route, len(set.Rules())),
 		ruleFiles: parsed,
+		metadata:  metadata,
 		layout:    compiler.Layout(),
 	}
 	if personasOK {

@@ -17,6 +17,10 @@ func (s *Snapshot) runTests() error {
 	reached := make(map[*rules.Rule]bool)
 	for _, f := range s.ruleFiles {
 		for _, t := range f.Tests {
+			if err := s.metadata.Validate(t.Input.Metadata); err != nil {
+				errs.Addf(t.Pos, "test %q failed: its request would be refused: %v", t.Name, err)
+				continue
+			}
 			res := s.Resolve(t.Input, false)
 			if res.Rule != nil {
 				reached[res.Rule] = true

@@ -9,6 +9,7 @@ import (
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
+	"github.com/persona-router/persona-router/internal/schema"
 )
 
 // Snapshot is one complete, valid configuration. It is never modified after Load returns it,
@@ -23,6 +24,7 @@ type Snapshot struct {
 	personas  map[string]*persona.Template
 	rules     *rules.Set
 	ruleFiles []*rules.File
+	metadata  *schema.Schema
 	// routes holds, by rule order, the persona each rule renders.
 	routes   []route
 	fallback route
@@ -74,6 +76,9 @@ func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
 	cfg, err := rt.fields.Render(ev)
 	return Result{Persona: rt.persona, Rule: d.Rule, Config: cfg, Err: err, Trace: d.Trace, Failed: d.Failed}
 }
+
+// Metadata is the declared metadata schema (it may declare nothing).
+func (s *Snapshot) Metadata() *schema.Schema { return s.metadata }
 
 // PersonaIDs lists the template ids, sorted.
 func (s *Snapshot) PersonaIDs() []string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
+	"github.com/persona-router/persona-router/internal/schema"
 	"github.com/persona-router/persona-router/internal/source"
 )
 
@@ -44,10 +45,12 @@ type File struct {
 	Path  string
 	Rules []*Rule
 	Tests []*Test
+	// Metadata declares what request metadata may hold.
+	Metadata []*schema.Field
 }
 
 var (
-	fileKeys = []string{"rules", "tests"}
+	fileKeys = []string{"rules", "tests", "metadata"}
 	ruleKeys = []string{"name", "when", "persona", "priority", "set"}
 )
 
@@ -64,6 +67,12 @@ func Parse(path string, data []byte, c *expression.Compiler) (*File, source.Erro
 	}
 	pairs, errs := source.Mapping(path, root, "rules file", fileKeys)
 	for _, p := range pairs {
+		if p.Key == "metadata" {
+			fields, ferrs := schema.Parse(path, p.Value)
+			errs.Add(ferrs...)
+			f.Metadata = fields
+			continue
+		}
 		items, err := source.Sequence(path, p.Value, p.Key)
 		if err != nil {
 			errs.Add(err)

@@ -32,6 +32,8 @@ const (
 	codeInternal            = "internal_error"
 	codeNotReady            = "not_ready"
 	codeInvalidConfig       = "invalid_config"
+	codeInvalidMetadata     = "invalid_metadata"
+	codeRateLimited         = "rate_limited"
 )
 
 func invalidRequest(msg string) *apiError {

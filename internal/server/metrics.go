@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/identity"
 )
 
 // Metrics are the service's Prometheus metrics, on a registry of its own so that tests can
@@ -16,6 +17,8 @@ type Metrics struct {
 	decisions    *prometheus.CounterVec
 	anamRequests *prometheus.CounterVec
 	anamDuration prometheus.Histogram
+	rateLimited  prometheus.Counter
+	authFailures *prometheus.CounterVec
 }
 
 // NewMetrics registers the service's metrics, with the Go runtime and process collectors, on
@@ -47,7 +50,18 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 	}
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.decisions, m.anamRequests, m.anamDuration,
+	m.rateLimited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "persona_router_rate_limited_total",
+		Help: "Token requests refused by the rate limit.",
+	})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "persona_router_auth_failures_total",
+		Help: "Token requests refused for a missing or invalid identity, by reason.",
+	}, []string{"reason"})
+	for _, r := range identity.Reasons {
+		m.authFailures.WithLabelValues(r)
+	}
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.decisions, m.anamRequests, m.anamDuration, m.rateLimited, m.authFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that dashboards and alerts expect exist from the start, at zero.
 	m.anamRequests.WithLabelValues("success")

@@ -23,6 +23,8 @@ const (
 	logRule       = "log.rule"
 	logAnamStatus = "log.anam_status"
 	logCode       = "log.code"
+	// logAuthFailure is the reason an identity was refused.
+	logAuthFailure = "log.auth_failure"
 )
 
 const requestIDHeader = "X-Request-Id"
@@ -67,7 +69,7 @@ func (s *Server) observe() gin.HandlerFunc {
 			slog.Int("status", status),
 			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 		)
-		for _, k := range []string{logContext, logPersona, logRule, logCode} {
+		for _, k := range []string{logContext, logPersona, logRule, logCode, logAuthFailure} {
 			if v, ok := c.Get(k); ok {
 				attrs = append(attrs, slog.Any(strings.TrimPrefix(k, "log."), v))
 			}

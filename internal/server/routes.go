@@ -16,7 +16,7 @@ func (s *Server) routes() {
 		// The CORS middleware answers preflights; the route only has to exist.
 		api.OPTIONS("/session-token")
 	}
-	api.POST("/session-token", s.handleSessionToken())
+	api.POST("/session-token", s.identify(), s.rateLimit(), s.handleSessionToken())
 
 	r.GET("/healthz", handleHealthz())
 	r.GET("/readyz", s.handleReadyz())

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/identity"
+	"github.com/persona-router/persona-router/internal/ratelimit"
 	"github.com/persona-router/persona-router/internal/reload"
 )
 
@@ -42,6 +45,12 @@ type Options struct {
 	Reloader Reloader
 	Anam     Minter
 	Metrics  *Metrics
+	// Identity tells who is asking for a token; nil is anonymous.
+	Identity identity.Identifier
+	// RateLimit limits token requests per user (or client address); nil is no limit.
+	RateLimit *ratelimit.Limiter
+	// TrustedProxies are the CIDRs whose X-Forwarded-For gives the client's address.
+	TrustedProxies []string
 	// AdminToken enables the admin API when not empty.
 	AdminToken string
 	// CORSOrigins are the origins allowed to call the token endpoint from a browser.
@@ -54,6 +63,8 @@ type Server struct {
 	log         *slog.Logger
 	configs     Configs
 	reloader    Reloader
+	identity    identity.Identifier
+	limiter     *ratelimit.Limiter
 	anam        Minter
 	metrics     *Metrics
 	adminToken  string
@@ -65,13 +76,15 @@ func init() {
 	gin.SetMode(gin.ReleaseMode)
 }
 
-// New builds a Server.
-func New(opts Options) *Server {
+// New builds a Server. It fails only on an invalid trusted-proxy CIDR.
+func New(opts Options) (*Server, error) {
 	s := &Server{
 		engine:      gin.New(),
 		log:         opts.Logger,
 		configs:     opts.Configs,
 		reloader:    opts.Reloader,
+		identity:    opts.Identity,
+		limiter:     opts.RateLimit,
 		anam:        opts.Anam,
 		metrics:     opts.Metrics,
 		adminToken:  opts.AdminToken,
@@ -79,11 +92,16 @@ func New(opts Options) *Server {
 	}
 	s.engine.HandleMethodNotAllowed = true
 	s.engine.ContextWithFallback = true
-	// No proxy is trusted until identity and rate limiting need the client's address.
-	_ = s.engine.SetTrustedProxies(nil)
+	if s.identity == nil {
+		s.identity = identity.Anonymous{}
+	}
+	// gin trusts every proxy by default: only the configured ones may set the client address.
+	if err := s.engine.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
 	s.engine.Use(s.requestID(), s.observe(), s.recover())
 	s.routes()
-	return s
+	return s, nil
 }
 
 // ServeHTTP makes the Server an http.Handler.

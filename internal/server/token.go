@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -32,6 +33,10 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		snap := s.configs.Current()
 		if snap == nil {
 			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
+			return
+		}
+		if err := snap.Metadata().Validate(in.Metadata); err != nil {
+			abort(c, &apiError{status: http.StatusUnprocessableEntity, code: codeInvalidMetadata, message: err.Error()})
 			return
 		}
 		res := snap.Resolve(in, false)
@@ -76,8 +81,16 @@ func (s *Server) decodeTokenRequest(c *gin.Context) (expression.Input, *apiError
 	if err := decodeBody(c, &body, "context, metadata"); err != nil {
 		return expression.Input{}, err
 	}
-	return input(body.Context, body.Metadata, nil), nil
+	if body.Context != nil && !validContext.MatchString(*body.Context) {
+		return expression.Input{}, invalidRequest("context must be at most 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+	}
+	user, _ := c.Get(userKey)
+	u, _ := user.(map[string]any)
+	return input(body.Context, body.Metadata, u), nil
 }
+
+// validContext is what a context may be: a short identifier.
+var validContext = regexp.MustCompile(`^[A-Za-z0-9._-]{0,64}$`)
 
 // upstreamError maps a failed Anam call to the caller's answer, and logs what Anam said —
 // which never reaches the caller.

@@ -1,0 +1,386 @@
+// Package schema declares and checks what a frontend may send as request metadata: the
+// `metadata:` sections of rule files, and the bounds every request obeys.
+package schema
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/persona-router/persona-router/internal/source"
+)
+
+// Generic bounds, applied to every request's metadata, declared or not.
+const (
+	MaxKeys        = 64
+	MaxDepth       = 4
+	MaxStringBytes = 1 << 10
+)
+
+// Field declares one metadata key.
+type Field struct {
+	Name string
+	// Type is string, number, integer or boolean.
+	Type      string
+	Enum      []any
+	MaxLength *int
+	Pattern   *regexp.Regexp
+	Min, Max  *float64
+	Pos       source.Pos
+	// spec is the declaration's canonical text, to tell identical declarations apart from
+	// conflicting ones across files.
+	spec string
+}
+
+// Schema is the merged metadata declaration of a configuration. The zero Schema declares
+// nothing: any key is accepted, within the generic bounds.
+type Schema struct {
+	fields map[string]*Field
+}
+
+var (
+	types     = []string{"string", "number", "integer", "boolean"}
+	fieldKeys = []string{"type", "enum", "maxLength", "pattern", "min", "max"}
+)
+
+// Parse reads a `metadata:` section: a mapping of key to declaration.
+func Parse(path string, n *yaml.Node) ([]*Field, source.Errors) {
+	pairs, errs := source.Mapping(path, n, "metadata", nil)
+	var fields []*Field
+	for _, p := range pairs {
+		f, ferrs := parseField(path, p)
+		errs.Add(ferrs...)
+		if f != nil {
+			fields = append(fields, f)
+		}
+	}
+	return fields, errs
+}
+
+func parseField(path string, p source.Field) (*Field, source.Errors) {
+	f := &Field{Name: p.Key, Pos: source.At(path, p.KeyN)}
+	what := "metadata." + p.Key
+	pairs, errs := source.Mapping(path, p.Value, what, fieldKeys)
+	var enumNode *yaml.Node
+	for _, q := range pairs {
+		var err *source.Error
+		switch q.Key {
+		case "type":
+			f.Type, err = source.String(path, q.Value, what+".type")
+			if err == nil && !slices.Contains(types, f.Type) {
+				err = source.Errorf(source.At(path, q.Value), "%s.type must be one of %s, got %q", what, strings.Join(types, ", "), f.Type)
+			}
+		case "enum":
+			enumNode = q.Value
+		case "maxLength":
+			var v int
+			if v, err = source.Int(path, q.Value, what+".maxLength"); err == nil && v < 0 {
+				err = source.Errorf(source.At(path, q.Value), "%s.maxLength must not be negative", what)
+			}
+			f.MaxLength = &v
+		case "pattern":
+			var s string
+			if s, err = source.String(path, q.Value, what+".pattern"); err == nil {
+				re, cerr := regexp.Compile(s)
+				if cerr != nil {
+					err = source.Errorf(source.At(path, q.Value), "%s.pattern is not a valid regular expression: %v", what, cerr)
+				}
+				f.Pattern = re
+			}
+		case "min", "max":
+			var v float64
+			if q.Value.ShortTag() != "!!int" && q.Value.ShortTag() != "!!float" || q.Value.Decode(&v) != nil {
+				err = source.Errorf(source.At(path, q.Value), "%s.%s must be a number, got %s", what, q.Key, source.Describe(q.Value))
+			} else if q.Key == "min" {
+				f.Min = &v
+			} else {
+				f.Max = &v
+			}
+		}
+		if err != nil {
+			errs.Add(err)
+		}
+	}
+	if f.Type == "" {
+		if !slices.ContainsFunc(pairs, func(q source.Field) bool { return q.Key == "type" }) {
+			errs.Addf(f.Pos, "%s has no type (expected one of %s)", what, strings.Join(types, ", "))
+		}
+		return nil, errs
+	}
+	if (f.MaxLength != nil || f.Pattern != nil) && f.Type != "string" {
+		errs.Addf(f.Pos, "%s: maxLength and pattern apply to strings, not to %s", what, f.Type)
+	}
+	if (f.Min != nil || f.Max != nil) && f.Type != "number" && f.Type != "integer" {
+		errs.Addf(f.Pos, "%s: min and max apply to numbers and integers, not to %s", what, f.Type)
+	}
+	if enumNode != nil {
+		items, err := source.Sequence(path, enumNode, what+".enum")
+		if err != nil {
+			errs.Add(err)
+		}
+		for _, item := range items {
+			var v any
+			if item.Kind != yaml.ScalarNode || item.Decode(&v) != nil {
+				errs.Addf(source.At(path, item), "%s.enum values must be %s values", what, f.Type)
+				continue
+			}
+			v = normalize(v)
+			if msg := f.checkType(v); msg != "" {
+				errs.Addf(source.At(path, item), "%s.enum: %v is not a %s", what, v, f.Type)
+				continue
+			}
+			f.Enum = append(f.Enum, v)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	f.spec = f.describe()
+	return f, nil
+}
+
+// normalize turns YAML-decoded numbers into the float64 that JSON decoding gives.
+func normalize(v any) any {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	case uint64:
+		return float64(n)
+	}
+	return v
+}
+
+// New merges the declarations of every file into a schema. A key declared twice must be
+// declared identically.
+func New(fields []*Field) (*Schema, source.Errors) {
+	s := &Schema{fields: make(map[string]*Field, len(fields))}
+	var errs source.Errors
+	for _, f := range fields {
+		prev, ok := s.fields[f.Name]
+		switch {
+		case !ok:
+			s.fields[f.Name] = f
+		case prev.spec != f.spec:
+			errs.Addf(f.Pos, "metadata.%s is declared differently at %s (%s there, %s here); declare it once or identically", f.Name, prev.Pos, prev.spec, f.spec)
+		}
+	}
+	return s, errs
+}
+
+// Declared reports whether the schema declares any key.
+func (s *Schema) Declared() bool { return s != nil && len(s.fields) > 0 }
+
+// Fields lists the declared fields by name.
+func (s *Schema) Fields() []*Field {
+	if s == nil {
+		return nil
+	}
+	names := make([]string, 0, len(s.fields))
+	for n := range s.fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*Field, len(names))
+	for i, n := range names {
+		out[i] = s.fields[n]
+	}
+	return out
+}
+
+// Validate checks request metadata: the generic bounds always, and when the schema declares
+// keys, that every key is declared and every value fits its declaration. The message names
+// the key and what was expected.
+func (s *Schema) Validate(md map[string]any) error {
+	if err := checkBounds(md); err != nil {
+		return err
+	}
+	if !s.Declared() {
+		return nil
+	}
+	for _, k := range sortedKeys(md) {
+		f, ok := s.fields[k]
+		if !ok {
+			return fmt.Errorf("metadata.%s is not declared (declared: %s)", k, strings.Join(s.names(), ", "))
+		}
+		if msg := f.check(md[k]); msg != "" {
+			return fmt.Errorf("metadata.%s %s", k, msg)
+		}
+	}
+	return nil
+}
+
+func (s *Schema) names() []string {
+	names := make([]string, 0, len(s.fields))
+	for _, f := range s.Fields() {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkBounds enforces the generic bounds on metadata.
+func checkBounds(md map[string]any) error {
+	if len(md) > MaxKeys {
+		return fmt.Errorf("metadata has %d keys, more than %d", len(md), MaxKeys)
+	}
+	for _, k := range sortedKeys(md) {
+		if err := checkValue("metadata."+k, md[k], 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkValue(path string, v any, depth int) error {
+	switch v := v.(type) {
+	case string:
+		if len(v) > MaxStringBytes {
+			return fmt.Errorf("%s is %d bytes long, more than %d", path, len(v), MaxStringBytes)
+		}
+	case map[string]any:
+		if depth >= MaxDepth {
+			return fmt.Errorf("%s nests deeper than %d levels", path, MaxDepth)
+		}
+		if len(v) > MaxKeys {
+			return fmt.Errorf("%s has %d keys, more than %d", path, len(v), MaxKeys)
+		}
+		for _, k := range sortedKeys(v) {
+			if err := checkValue(path+"."+k, v[k], depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		if depth >= MaxDepth {
+			return fmt.Errorf("%s nests deeper than %d levels", path, MaxDepth)
+		}
+		if len(v) > MaxKeys {
+			return fmt.Errorf("%s has %d items, more than %d", path, len(v), MaxKeys)
+		}
+		for i, item := range v {
+			if err := checkValue(path+"["+strconv.Itoa(i)+"]", item, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkType returns what is wrong with v's type, or "".
+func (f *Field) checkType(v any) string {
+	switch f.Type {
+	case "string":
+		if _, ok := v.(string); !ok {
+			return "must be a string, got " + describe(v)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return "must be true or false, got " + describe(v)
+		}
+	case "number", "integer":
+		n, ok := v.(float64)
+		if !ok {
+			return "must be a number, got " + describe(v)
+		}
+		if f.Type == "integer" && (n != math.Trunc(n) || math.Abs(n) > 1<<53) {
+			return "must be an integer, got " + describe(v)
+		}
+	}
+	return ""
+}
+
+// check returns what is wrong with v, or "".
+func (f *Field) check(v any) string {
+	if msg := f.checkType(v); msg != "" {
+		return msg
+	}
+	if len(f.Enum) > 0 && !slices.Contains(f.Enum, v) {
+		return fmt.Sprintf("must be one of %s, got %s", enumText(f.Enum), describe(v))
+	}
+	switch x := v.(type) {
+	case string:
+		if f.MaxLength != nil && utf8.RuneCountInString(x) > *f.MaxLength {
+			return fmt.Sprintf("must be at most %d characters long, got %d", *f.MaxLength, utf8.RuneCountInString(x))
+		}
+		if f.Pattern != nil && !f.Pattern.MatchString(x) {
+			return fmt.Sprintf("must match %s, got %s", f.Pattern, describe(v))
+		}
+	case float64:
+		if f.Min != nil && x < *f.Min {
+			return fmt.Sprintf("must be at least %s, got %s", num(*f.Min), num(x))
+		}
+		if f.Max != nil && x > *f.Max {
+			return fmt.Sprintf("must be at most %s, got %s", num(*f.Max), num(x))
+		}
+	}
+	return ""
+}
+
+// describe names a value for messages, quoting and shortening strings.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if len(x) > 40 {
+			x = strings.ToValidUTF8(x[:40], "") + "…"
+		}
+		return strconv.Quote(x)
+	case float64:
+		return num(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func enumText(values []any) string {
+	parts := make([]string, len(values))
+	for i, v := range values {
+		parts[i] = describe(v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describe spells the declaration out canonically.
+func (f *Field) describe() string {
+	parts := []string{"type " + f.Type}
+	if len(f.Enum) > 0 {
+		parts = append(parts, "enum ["+enumText(f.Enum)+"]")
+	}
+	if f.MaxLength != nil {
+		parts = append(parts, "maxLength "+strconv.Itoa(*f.MaxLength))
+	}
+	if f.Pattern != nil {
+		parts = append(parts, "pattern "+strconv.Quote(f.Pattern.String()))
+	}
+	if f.Min != nil {
+		parts = append(parts, "min "+num(*f.Min))
+	}
+	if f.Max != nil {
+		parts = append(parts, "max "+num(*f.Max))
+	}
+	return strings.Join(parts, ", ")
+}
