@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/time/rate"
 )
 
@@ -38,23 +38,24 @@ func ParseSpec(s string) (Spec, error) {
 	return Spec{Count: n, Per: per}, nil
 }
 
-// DefaultMaxKeys bounds the keys held at once; past it the least recently seen are dropped.
-const DefaultMaxKeys = 100_000
+// DefaultMaxKeys bounds the keys held at once (about 10 MB); past it the least recently seen
+// are dropped.
+const DefaultMaxKeys = 50_000
 
 // Limiter holds one token bucket per key.
 type Limiter struct {
 	limit rate.Limit
 	burst int
 	mu    sync.Mutex
-	keys  *expirable.LRU[string, *rate.Limiter]
+	keys  *simplelru.LRU[string, *rate.Limiter]
 }
 
 // New returns a limiter allowing spec.Count requests per spec.Per per key, with bursts of up to
 // burst requests (spec.Count when burst is 0), holding at most maxKeys keys.
 //
-// A key idle long enough for its bucket to refill is forgotten: its bucket would be full
-// anyway, so forgetting it loses nothing. Past maxKeys the least recently seen key is dropped
-// first, so memory stays flat however many distinct callers there are.
+// Past maxKeys the least recently seen key is dropped, so memory stays flat however many
+// distinct callers there are; a dropped key starts again with a full bucket, which matters
+// only when more than maxKeys callers are active at once.
 func New(spec Spec, burst, maxKeys int) (*Limiter, error) {
 	if burst == 0 {
 		burst = spec.Count
@@ -65,13 +66,11 @@ func New(spec Spec, burst, maxKeys int) (*Limiter, error) {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
 	}
-	limit := rate.Limit(float64(spec.Count) / spec.Per.Seconds())
-	refill := time.Duration(float64(burst) / float64(limit) * float64(time.Second))
-	return &Limiter{
-		limit: limit,
-		burst: burst,
-		keys:  expirable.NewLRU[string, *rate.Limiter](maxKeys, nil, refill+time.Second),
-	}, nil
+	keys, err := simplelru.NewLRU[string, *rate.Limiter](maxKeys, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Limiter{limit: rate.Limit(float64(spec.Count) / spec.Per.Seconds()), burst: burst, keys: keys}, nil
 }
 
 // Allow takes one request for key; when the key is over its limit it returns false and how
@@ -82,8 +81,8 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 	b, ok := l.keys.Get(key)
 	if !ok {
 		b = rate.NewLimiter(l.limit, l.burst)
+		l.keys.Add(key, b)
 	}
-	l.keys.Add(key, b) // restarts the idle clock
 	l.mu.Unlock()
 	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
@@ -94,4 +93,8 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 }
 
 // Len is the number of keys held.
-func (l *Limiter) Len() int { return l.keys.Len() }
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keys.Len()
+}

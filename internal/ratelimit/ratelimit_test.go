@@ -1,0 +1,119 @@
+package ratelimit
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestParseSpec(t *testing.T) {
+	for in, want := range map[string]Spec{
+		"10/min": {10, time.Minute}, "5/s": {5, time.Second}, " 100 / h ": {100, time.Hour}, "1/sec": {1, time.Second}, "3/hour": {3, time.Hour},
+	} {
+		if got, err := ParseSpec(in); err != nil || got != want {
+			t.Errorf("ParseSpec(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "10", "10/day", "0/min", "-1/s", "ten/min", "10/"} {
+		if _, err := ParseSpec(bad); err == nil {
+			t.Errorf("ParseSpec(%q) accepted", bad)
+		}
+	}
+}
+
+func TestBurstThenRetryAfter(t *testing.T) {
+	l, err := New(Spec{10, time.Minute}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if ok, _ := l.Allow("user:a"); !ok {
+			t.Fatalf("request %d of the burst refused", i+1)
+		}
+	}
+	ok, wait := l.Allow("user:a")
+	if ok {
+		t.Fatal("the 11th request in a minute was allowed at 10/min")
+	}
+	// One request every 6 s refills; the wait is what is left of it.
+	if wait <= 5*time.Second || wait > 6*time.Second {
+		t.Errorf("Retry-After wait %s, want about 6s", wait)
+	}
+	// A refused request takes nothing from the bucket.
+	if _, again := l.Allow("user:a"); again < wait-time.Second {
+		t.Errorf("a refused request consumed a token: wait went from %s to %s", wait, again)
+	}
+}
+
+func TestKeysAreIsolated(t *testing.T) {
+	l, _ := New(Spec{2, time.Hour}, 0, 0)
+	l.Allow("user:a")
+	l.Allow("user:a")
+	if ok, _ := l.Allow("user:a"); ok {
+		t.Fatal("user:a over its limit was allowed")
+	}
+	for _, key := range []string{"user:b", "ip:192.0.2.1", "ip:192.0.2.2"} {
+		if ok, _ := l.Allow(key); !ok {
+			t.Errorf("%s refused because user:a used its own limit", key)
+		}
+	}
+}
+
+func TestBurstOverride(t *testing.T) {
+	l, _ := New(Spec{60, time.Minute}, 3, 0)
+	for i := range 3 {
+		if ok, _ := l.Allow("k"); !ok {
+			t.Fatalf("request %d refused within a burst of 3", i+1)
+		}
+	}
+	if ok, _ := l.Allow("k"); ok {
+		t.Error("a 4th request passed a burst of 3")
+	}
+}
+
+// TestMemoryStaysFlat sends a million distinct keys: the limiter keeps at most its maximum,
+// and the heap does not grow with the number of keys seen.
+func TestMemoryStaysFlat(t *testing.T) {
+	const maxKeys = 10_000
+	l, _ := New(Spec{10, time.Minute}, 0, maxKeys)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	fill := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			l.Allow(fmt.Sprintf("ip:10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+		}
+	}
+	fill(0, 2*maxKeys)
+	after20k := heap()
+	fill(2*maxKeys, 1_000_000)
+	after1m := heap()
+	if n := l.Len(); n > maxKeys {
+		t.Errorf("%d keys held, want at most %d", n, maxKeys)
+	}
+	if after1m > after20k+after20k/2 {
+		t.Errorf("heap grew from %d to %d bytes between 20k and 1M distinct keys", after20k, after1m)
+	}
+}
+
+func TestLeastRecentlySeenKeyIsDropped(t *testing.T) {
+	l, _ := New(Spec{1, time.Hour}, 0, 3)
+	for _, k := range []string{"a", "b", "c"} {
+		l.Allow(k)
+	}
+	l.Allow("a") // a is now the most recently seen; b the least
+	l.Allow("d")
+	if l.Len() != 3 {
+		t.Fatalf("%d keys held, want 3", l.Len())
+	}
+	if ok, _ := l.Allow("a"); ok {
+		t.Error("a, recently seen and over its limit, was forgotten")
+	}
+	if ok, _ := l.Allow("b"); !ok {
+		t.Error("b, the least recently seen, was not the one dropped")
+	}
+}
