@@ -1,33 +1,24 @@
-package persona
+package persona_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/persona"
 )
 
 // FuzzParse feeds arbitrary text to the template parser: it must return a template or
 // positioned errors, never panic, and a template it accepts must render without panicking.
 func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"../../personas", "../config/testdata/good/personas"} {
-		paths, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
-		for _, p := range paths {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(data)
-		}
-	}
+	configtest.AddSeeds(f, "../../personas", "../config/testdata/good/personas")
 	f.Add([]byte("name: {{ }}"))
 	f.Add([]byte("name: '{{ user.name ?? }}'\navatarId: x"))
 	f.Add([]byte("- a\n- b"))
 	f.Add([]byte("name: &a x\nvoiceId: *a"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := expression.NewCompiler()
-		tmpl, errs := Parse("default.yaml", data, c)
+		tmpl, errs := persona.Parse("default.yaml", data, c)
 		if (tmpl == nil) == (errs == nil) {
 			t.Fatalf("Parse returned template %v and errors %v", tmpl, errs)
 		}
@@ -39,7 +30,7 @@ func FuzzParse(f *testing.F) {
 		if tmpl == nil {
 			return
 		}
-		if Resolve(map[string]*Template{"default": tmpl}, "personas") != nil {
+		if persona.Resolve(map[string]*persona.Template{"default": tmpl}, "personas") != nil {
 			return
 		}
 		ev := expression.Acquire(expression.Input{Context: "x", Metadata: map[string]any{"a": 1.0}, User: map[string]any{"id": "u"}}, c.Layout())

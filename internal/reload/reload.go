@@ -5,6 +5,7 @@ package reload
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
@@ -64,11 +65,13 @@ type Manager struct {
 	attempted string
 
 	requests chan request
+	// stopped is closed when Run returns, so that nobody waits for a loop that is gone.
+	stopped chan struct{}
 }
 
 // New loads the configuration; an invalid one is an error, and nothing is served.
 func New(dirs config.Dirs, log *slog.Logger, metrics *Metrics) (*Manager, error) {
-	m := &Manager{dirs: dirs, log: log, metrics: metrics, requests: make(chan request)}
+	m := &Manager{dirs: dirs, log: log, metrics: metrics, requests: make(chan request), stopped: make(chan struct{})}
 	if _, err := m.reload(TriggerStartup, true); err != nil {
 		return nil, err
 	}
@@ -84,6 +87,7 @@ func (m *Manager) LastReload() Status { return *m.last.Load() }
 // Run serializes every reload until ctx ends. Reload, the watcher and the poller all go
 // through it.
 func (m *Manager) Run(ctx context.Context) {
+	defer close(m.stopped)
 	for {
 		select {
 		case <-ctx.Done():
@@ -97,6 +101,9 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
+// ErrStopped is returned by Reload once Run has returned.
+var ErrStopped = errors.New("the reload loop has stopped")
+
 // Reload runs the loader now, even when no file changed, and returns the outcome. It waits
 // for Run to take the request; ctx bounds the wait.
 func (m *Manager) Reload(ctx context.Context, trigger string) (Status, error) {
@@ -105,6 +112,8 @@ func (m *Manager) Reload(ctx context.Context, trigger string) (Status, error) {
 	case m.requests <- request{trigger: trigger, force: true, reply: reply}:
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
+	case <-m.stopped:
+		return Status{}, ErrStopped
 	}
 	select {
 	case st := <-reply:
@@ -119,6 +128,7 @@ func (m *Manager) notify(ctx context.Context, trigger string) {
 	select {
 	case m.requests <- request{trigger: trigger}:
 	case <-ctx.Done():
+	case <-m.stopped:
 	}
 }
 

@@ -1,32 +1,23 @@
-package rules
+package rules_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/rules"
 )
 
 // FuzzParse feeds arbitrary text to the rules parser: it must return rules or positioned
 // errors, never panic, and rules it accepts must decide without panicking.
 func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"../../rules", "../config/testdata/good/rules"} {
-		paths, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
-		for _, p := range paths {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(data)
-		}
-	}
+	configtest.AddSeeds(f, "../../rules", "../config/testdata/good/rules")
 	f.Add([]byte("rules:\n  - {name: a, when: 'context ==', persona: p}"))
 	f.Add([]byte("rules:\n  - {name: a, when: 'context in [\"a\", 1]', persona: p}\ntests: [{name: t, request: {user: {id: 1}}, expect: {rule: null}}]"))
 	f.Add([]byte("rules: {}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := expression.NewCompiler()
-		file, errs := Parse("r.yaml", data, c)
+		file, errs := rules.Parse("r.yaml", data, c)
 		if (file == nil) == (errs == nil) {
 			t.Fatalf("Parse returned file %v and errors %v", file, errs)
 		}
@@ -38,7 +29,7 @@ func FuzzParse(f *testing.F) {
 		if file == nil {
 			return
 		}
-		set, _ := NewSet([]*File{file})
+		set, _ := rules.NewSet([]*rules.File{file})
 		for _, ctx := range []string{"", "sales", "a"} {
 			ev := expression.Acquire(expression.Input{Context: ctx, Metadata: map[string]any{"tier": "pro"}}, c.Layout())
 			set.Decide(ev, ctx, true)

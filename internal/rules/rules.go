@@ -67,6 +67,9 @@ func Parse(path string, data []byte, c *expression.Compiler) (*File, source.Erro
 	}
 	pairs, errs := source.Mapping(path, root, "rules file", fileKeys)
 	for _, p := range pairs {
+		if p.Value.ShortTag() == "!!null" {
+			continue // a section with everything commented out
+		}
 		if p.Key == "metadata" {
 			fields, ferrs := schema.Parse(path, p.Value)
 			errs.Add(ferrs...)

@@ -74,3 +74,21 @@ languageCode: en
 systemPrompt: "You are %s, helping {{ user.name ?? 'a customer' }} with {{ metadata.product }}. Be brief."
 `, name, name)
 }
+
+// AddSeeds adds every YAML file of dirs to a fuzz test's seed corpus.
+func AddSeeds(f *testing.F, dirs ...string) {
+	f.Helper()
+	for _, dir := range dirs {
+		paths, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, p := range paths {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+}
