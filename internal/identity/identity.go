@@ -193,7 +193,10 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 	// The algorithm is checked first, to say why a token is refused; the parser checks it
 	// again (WithValidMethods) before any key is used.
 	unverified, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
-	if err != nil {
+	switch {
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return nil, fail("algorithm", fmt.Sprintf("the token's algorithm is not supported (accepted: %s)", strings.Join(j.methods, ", ")))
+	case err != nil:
 		return nil, fail("malformed", "the token is not a well-formed JWT")
 	}
 	if alg := unverified.Method.Alg(); !slices.Contains(j.methods, alg) {

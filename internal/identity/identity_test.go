@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,6 +194,7 @@ func TestJWTRefusals(t *testing.T) {
 		{"not bearer", "Basic dXNlcjpwYXNz", "malformed"},
 		{"not a JWT", "Bearer not-a-jwt", "malformed"},
 		{"alg none", "Bearer " + unsignedNone, "algorithm"},
+		{"unknown alg", "Bearer eyJhbGciOiJYWVoiLCJ0eXAiOiJKV1QifQ." + valid[strings.Index(valid, ".")+1:], "algorithm"},
 		{"HS256 with the RSA public key as secret", "Bearer " + sign(t, jwt.SigningMethodHS256, pubPEM, "rsa-1", claims()), "bad_signature"},
 		{"RS256 token naming the EC key", "Bearer " + sign(t, jwt.SigningMethodRS256, k.rsa, "ec-1", claims()), "bad_signature"},
 		{"bad HMAC signature", "Bearer " + tampered, "bad_signature"},

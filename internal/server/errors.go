@@ -42,6 +42,6 @@ func invalidRequest(msg string) *apiError {
 
 // abort answers with e as JSON {"error", "code"} and records the code for the request log.
 func abort(c *gin.Context, e *apiError) {
-	c.Set(logCode, e.code)
+	logOf(c).code = e.code
 	c.AbortWithStatusJSON(e.status, gin.H{"error": e.message, "code": e.code})
 }

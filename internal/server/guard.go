@@ -17,7 +17,7 @@ func (s *Server) identify() gin.HandlerFunc {
 		user, fail := s.identity.Identify(c.Request)
 		if fail != nil {
 			s.metrics.authFailures.WithLabelValues(fail.Reason).Inc()
-			c.Set(logAuthFailure, fail.Reason)
+			logOf(c).authFailure = fail.Reason
 			c.Header("WWW-Authenticate", fail.Challenge)
 			abort(c, &apiError{status: http.StatusUnauthorized, code: codeUnauthorized, message: fail.Message})
 			return

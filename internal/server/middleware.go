@@ -15,17 +15,31 @@ import (
 	"github.com/google/uuid"
 )
 
-// Keys under which handlers leave what the request log reports.
-const (
-	logRequestID  = "log.request_id"
-	logContext    = "log.context"
-	logPersona    = "log.persona"
-	logRule       = "log.rule"
-	logAnamStatus = "log.anam_status"
-	logCode       = "log.code"
-	// logAuthFailure is the reason an identity was refused.
-	logAuthFailure = "log.auth_failure"
-)
+// requestLog is what the request's log line reports, filled in by the handlers along the
+// way. It travels in the gin context under logKey as one value.
+type requestLog struct {
+	id          string
+	context     string
+	hasContext  bool
+	persona     string
+	rule        string
+	decided     bool
+	anamStatus  int
+	code        string
+	authFailure string
+}
+
+const logKey = "persona-router.log"
+
+// logOf returns the request's log record.
+func logOf(c *gin.Context) *requestLog {
+	if v, ok := c.Get(logKey); ok {
+		return v.(*requestLog)
+	}
+	rl := &requestLog{}
+	c.Set(logKey, rl)
+	return rl
+}
 
 const requestIDHeader = "X-Request-Id"
 
@@ -40,7 +54,7 @@ func (s *Server) requestID() gin.HandlerFunc {
 		if !validRequestID.MatchString(id) {
 			id = uuid.NewString()
 		}
-		c.Set(logRequestID, id)
+		logOf(c).id = id
 		c.Header(requestIDHeader, id)
 		c.Next()
 	}
@@ -61,21 +75,29 @@ func (s *Server) observe() gin.HandlerFunc {
 		s.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 		s.metrics.httpDuration.WithLabelValues(route).Observe(elapsed.Seconds())
 
+		rl := logOf(c)
 		attrs := make([]slog.Attr, 0, 12)
 		attrs = append(attrs,
-			slog.String("request_id", c.GetString(logRequestID)),
+			slog.String("request_id", rl.id),
 			slog.String("method", c.Request.Method),
 			slog.String("route", route),
 			slog.Int("status", status),
 			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 		)
-		for _, k := range []string{logContext, logPersona, logRule, logCode, logAuthFailure} {
-			if v, ok := c.Get(k); ok {
-				attrs = append(attrs, slog.Any(strings.TrimPrefix(k, "log."), v))
-			}
+		if rl.hasContext {
+			attrs = append(attrs, slog.String("context", rl.context))
 		}
-		if v, ok := c.Get(logAnamStatus); ok {
-			attrs = append(attrs, slog.Any("anam_status", v))
+		if rl.decided {
+			attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule))
+		}
+		if rl.anamStatus != 0 {
+			attrs = append(attrs, slog.Int("anam_status", rl.anamStatus))
+		}
+		if rl.code != "" {
+			attrs = append(attrs, slog.String("code", rl.code))
+		}
+		if rl.authFailure != "" {
+			attrs = append(attrs, slog.String("auth_failure", rl.authFailure))
 		}
 		level := slog.LevelInfo
 		if status >= 500 {
@@ -94,7 +116,7 @@ func (s *Server) recover() gin.HandlerFunc {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.Error("panic serving request", "request_id", c.GetString(logRequestID), "panic", p)
+				s.log.Error("panic serving request", "request_id", logOf(c).id, "panic", p)
 				abort(c, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
 			}
 		}()

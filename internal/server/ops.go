@@ -58,7 +58,7 @@ func (s *Server) handleAdminReload() gin.HandlerFunc {
 			return
 		}
 		if !st.OK {
-			c.Set(logCode, codeInvalidConfig)
+			logOf(c).code = codeInvalidConfig
 			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, gin.H{
 				"error":  "configuration rejected; the last good configuration keeps serving",
 				"code":   codeInvalidConfig,

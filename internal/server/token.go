@@ -29,7 +29,8 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 			abort(c, apiErr)
 			return
 		}
-		c.Set(logContext, in.Context)
+		rl := logOf(c)
+		rl.context, rl.hasContext = in.Context, true
 		snap := s.configs.Current()
 		if snap == nil {
 			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
@@ -44,14 +45,13 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		if res.Rule != nil {
 			rule = res.Rule.Name
 		}
-		c.Set(logPersona, res.Persona)
-		c.Set(logRule, rule)
+		rl.persona, rl.rule, rl.decided = res.Persona, rule, true
 		for _, f := range res.Failed {
-			s.log.Warn("rule failed at run time; counted as not matched", "request_id", c.GetString(logRequestID),
+			s.log.Warn("rule failed at run time; counted as not matched", "request_id", rl.id,
 				"rule", f.Rule.Name, "config_version", snap.Version, "error", f.Err.Error())
 		}
 		if res.Err != nil {
-			s.log.Error("persona cannot be rendered for this request", "request_id", c.GetString(logRequestID),
+			s.log.Error("persona cannot be rendered for this request", "request_id", rl.id,
 				"persona", res.Persona, "rule", rule, "config_version", snap.Version, "error", res.Err.Error())
 			abort(c, &apiError{status: http.StatusInternalServerError, code: codeRenderFailed,
 				message: "the persona chosen for this request cannot be rendered; the service's log says why"})
@@ -71,7 +71,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 			return
 		}
 		s.metrics.anamRequests.WithLabelValues("success").Inc()
-		c.Set(logAnamStatus, http.StatusOK)
+		rl.anamStatus = http.StatusOK
 		c.JSON(http.StatusOK, tokenResponse{SessionToken: token, Persona: res.Persona})
 	}
 }
@@ -95,7 +95,8 @@ var validContext = regexp.MustCompile(`^[A-Za-z0-9._-]{0,64}$`)
 // upstreamError maps a failed Anam call to the caller's answer, and logs what Anam said —
 // which never reaches the caller.
 func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
-	id := c.GetString(logRequestID)
+	rl := logOf(c)
+	id := rl.id
 	var ae *anam.Error
 	if !errors.As(err, &ae) {
 		s.log.Error("anam call failed", "request_id", id, "error", err.Error())
@@ -104,7 +105,7 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 	}
 	s.metrics.anamRequests.WithLabelValues(ae.Kind.String()).Inc()
 	if ae.Status != 0 {
-		c.Set(logAnamStatus, ae.Status)
+		rl.anamStatus = ae.Status
 	}
 	attrs := []any{"request_id", id, "anam_status", ae.Status, "attempts", ae.Attempts, "detail", ae.Detail}
 	switch ae.Kind {
