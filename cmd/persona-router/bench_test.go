@@ -99,7 +99,7 @@ type loadResult struct {
 // keep-alive clients, against the service and against the bare baseline, both calling the
 // same kind of in-process fake Anam. Compare the two with benchstat:
 //
-//	go test ./cmd/persona-router -run '^$' -bench TokenEndpoint -benchmem -count 6 > bench.txt
+//	go test ./cmd/persona-router -run '^$' -bench TokenEndpoint -benchmem -benchtime 2s -count 8 > bench.txt
 //	benchstat -col /handler bench.txt
 func BenchmarkTokenEndpoint(b *testing.B) {
 	body := []byte(`{"context": "sales", "metadata": {"region": "US", "product": "Atlas"}}`)

@@ -516,6 +516,15 @@ func TestCORS(t *testing.T) {
 		t.Errorf("Anam received %d requests, want 1 (none for the disallowed origin)", n)
 	}
 
+	wild := startWithUpstream(t, u, nil, "--cors-origins", "https://*.example.org")
+	a = wild.post(t, "/api/session-token", nil, "Origin", "https://shop.example.org")
+	if a.status != http.StatusOK || a.header.Get("Access-Control-Allow-Origin") != "https://shop.example.org" {
+		t.Errorf("wildcard origin: %d %v", a.status, a.header)
+	}
+	if a := wild.post(t, "/api/session-token", nil, "Origin", "https://example.org.evil.net"); a.status != http.StatusForbidden {
+		t.Errorf("origin outside the wildcard: %d", a.status)
+	}
+
 	plain := startWithUpstream(t, u, nil)
 	a = plain.post(t, "/api/session-token", nil, "Origin", "https://app.example.com")
 	if a.header.Get("Access-Control-Allow-Origin") != "" {

@@ -137,6 +137,7 @@ func noStore() gin.HandlerFunc {
 func (s *Server) cors() gin.HandlerFunc {
 	return cors.New(cors.Config{
 		AllowOrigins:  s.corsOrigins,
+		AllowWildcard: true,
 		AllowMethods:  []string{http.MethodPost, http.MethodOptions},
 		AllowHeaders:  []string{"Content-Type", "Authorization", requestIDHeader},
 		ExposeHeaders: []string{requestIDHeader, "Retry-After"},
