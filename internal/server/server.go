@@ -109,14 +109,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.engine.ServeHTTP(w, r)
 }
 
-// HTTPServer wraps h in an http.Server with production timeouts.
-func HTTPServer(addr string, h http.Handler) *http.Server {
+// HTTPServer wraps h in an http.Server with production timeouts. An answer may take as long as
+// the Anam call (anamTimeout) and then some, never longer.
+func HTTPServer(addr string, h http.Handler, anamTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      anamTimeout + 30*time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
