@@ -3,11 +3,12 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -179,104 +180,136 @@ func New(fields []*Field) (*Schema, source.Errors) {
 // Declared reports whether the schema declares any key.
 func (s *Schema) Declared() bool { return s != nil && len(s.fields) > 0 }
 
-// Fields lists the declared fields by name.
-func (s *Schema) Fields() []*Field {
-	if s == nil {
-		return nil
-	}
-	names := make([]string, 0, len(s.fields))
-	for n := range s.fields {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	out := make([]*Field, len(names))
-	for i, n := range names {
-		out[i] = s.fields[n]
-	}
-	return out
-}
-
 // Validate checks request metadata: the generic bounds always, and when the schema declares
 // keys, that every key is declared and every value fits its declaration. The message names
 // the key and what was expected.
+//
+// Valid metadata, the common case on the request path, is checked in one pass that builds no
+// message and sorts nothing; only invalid metadata is walked again, in key order, to say what
+// is wrong the same way every time.
 func (s *Schema) Validate(md map[string]any) error {
-	if err := checkBounds(md); err != nil {
+	if s.check(md, false) == nil {
+		return nil
+	}
+	return s.check(md, true)
+}
+
+// errInvalid is what check returns without explain.
+var errInvalid = errors.New("invalid metadata")
+
+// check returns errInvalid for invalid metadata or, with explain, the error that describes the
+// first problem in key order.
+func (s *Schema) check(md map[string]any, explain bool) error {
+	if err := checkBounds(md, explain); err != nil {
 		return err
 	}
 	if !s.Declared() {
 		return nil
 	}
-	for _, k := range sortedKeys(md) {
-		f, ok := s.fields[k]
-		if !ok {
-			return fmt.Errorf("metadata.%s is not declared (declared: %s)", k, strings.Join(s.names(), ", "))
+	if !explain {
+		for k, v := range md {
+			if s.fieldError(k, v, false) != nil {
+				return errInvalid
+			}
 		}
-		if msg := f.check(md[k]); msg != "" {
-			return fmt.Errorf("metadata.%s %s", k, msg)
-		}
+		return nil
 	}
-	return nil
-}
-
-func (s *Schema) names() []string {
-	names := make([]string, 0, len(s.fields))
-	for _, f := range s.Fields() {
-		names = append(names, f.Name)
-	}
-	return names
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// checkBounds enforces the generic bounds on metadata.
-func checkBounds(md map[string]any) error {
-	if len(md) > MaxKeys {
-		return fmt.Errorf("metadata has %d keys, more than %d", len(md), MaxKeys)
-	}
-	for _, k := range sortedKeys(md) {
-		if err := checkValue("metadata."+k, md[k], 1); err != nil {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		if err := s.fieldError(k, md[k], true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkValue(path string, v any, depth int) error {
+// fieldError checks one top-level key against its declaration.
+func (s *Schema) fieldError(k string, v any, explain bool) error {
+	f, ok := s.fields[k]
+	switch {
+	case !ok && !explain:
+		return errInvalid
+	case !ok:
+		return fmt.Errorf("metadata.%s is not declared (declared: %s)", k, strings.Join(s.names(), ", "))
+	}
+	if msg := f.check(v); msg != "" {
+		if !explain {
+			return errInvalid
+		}
+		return fmt.Errorf("metadata.%s %s", k, msg)
+	}
+	return nil
+}
+
+func (s *Schema) names() []string {
+	return slices.Sorted(maps.Keys(s.fields))
+}
+
+// checkBounds enforces the generic bounds on metadata.
+func checkBounds(md map[string]any, explain bool) error {
+	if len(md) > MaxKeys {
+		if !explain {
+			return errInvalid
+		}
+		return fmt.Errorf("metadata has %d keys, more than %d", len(md), MaxKeys)
+	}
+	return checkNested("metadata", md, 0, explain)
+}
+
+// checkValue checks one value at depth (top-level metadata values are at depth 1); path
+// names it in errors and is built only with explain.
+func checkValue(path string, v any, depth int, explain bool) error {
+	fail := func(format string, args ...any) error {
+		if !explain {
+			return errInvalid
+		}
+		return fmt.Errorf(path+" "+format, args...)
+	}
 	switch v := v.(type) {
 	case string:
 		if len(v) > MaxStringBytes {
-			return fmt.Errorf("%s is %d bytes long, more than %d", path, len(v), MaxStringBytes)
+			return fail("is %d bytes long, more than %d", len(v), MaxStringBytes)
 		}
 	case map[string]any:
 		if depth >= MaxDepth {
-			return fmt.Errorf("%s nests deeper than %d levels", path, MaxDepth)
+			return fail("nests deeper than %d levels", MaxDepth)
 		}
 		if len(v) > MaxKeys {
-			return fmt.Errorf("%s has %d keys, more than %d", path, len(v), MaxKeys)
+			return fail("has %d keys, more than %d", len(v), MaxKeys)
 		}
-		for _, k := range sortedKeys(v) {
-			if err := checkValue(path+"."+k, v[k], depth+1); err != nil {
-				return err
-			}
-		}
+		return checkNested(path, v, depth, explain)
 	case []any:
 		if depth >= MaxDepth {
-			return fmt.Errorf("%s nests deeper than %d levels", path, MaxDepth)
+			return fail("nests deeper than %d levels", MaxDepth)
 		}
 		if len(v) > MaxKeys {
-			return fmt.Errorf("%s has %d items, more than %d", path, len(v), MaxKeys)
+			return fail("has %d items, more than %d", len(v), MaxKeys)
 		}
 		for i, item := range v {
-			if err := checkValue(path+"["+strconv.Itoa(i)+"]", item, depth+1); err != nil {
+			p := ""
+			if explain {
+				p = path + "[" + strconv.Itoa(i) + "]"
+			}
+			if err := checkValue(p, item, depth+1, explain); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkNested checks the values of an object at depth.
+func checkNested(path string, m map[string]any, depth int, explain bool) error {
+	if !explain {
+		for _, v := range m {
+			if checkValue("", v, depth+1, false) != nil {
+				return errInvalid
+			}
+		}
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := checkValue(path+"."+k, m[k], depth+1, true); err != nil {
+			return err
 		}
 	}
 	return nil
