@@ -190,21 +190,9 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 	if !ok || strings.TrimSpace(raw) == "" {
 		return nil, fail("malformed", "Authorization must be Bearer <JWT>")
 	}
-	// The algorithm is checked first, to say why a token is refused; the parser checks it
-	// again (WithValidMethods) before any key is used.
-	unverified, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
-	switch {
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return nil, fail("algorithm", fmt.Sprintf("the token's algorithm is not supported (accepted: %s)", strings.Join(j.methods, ", ")))
-	case err != nil:
-		return nil, fail("malformed", "the token is not a well-formed JWT")
-	}
-	if alg := unverified.Method.Alg(); !slices.Contains(j.methods, alg) {
-		return nil, fail("algorithm", fmt.Sprintf("tokens signed with %s are not accepted (accepted: %s)", alg, strings.Join(j.methods, ", ")))
-	}
 	claims := jwt.MapClaims{}
 	if _, err := j.parser.ParseWithClaims(raw, claims, j.key(r.Context())); err != nil {
-		return nil, classify(err)
+		return nil, j.classify(raw, err)
 	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
@@ -267,8 +255,19 @@ func keyFits(m jwt.SigningMethod, key any) bool {
 	return false
 }
 
-// classify turns a verification error into a Failure.
-func classify(err error) *Failure {
+// classify turns a verification error into a Failure. The parser refuses an algorithm it does
+// not accept (WithValidMethods) with the same error as a bad signature, so only then, off the
+// success path, is the token's header read again to say which it was.
+func (j *JWT) classify(raw string, err error) *Failure {
+	if errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable) {
+		unverified, _, perr := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
+		switch {
+		case errors.Is(perr, jwt.ErrTokenUnverifiable):
+			return fail("algorithm", fmt.Sprintf("the token's algorithm is not supported (accepted: %s)", strings.Join(j.methods, ", ")))
+		case perr == nil && !slices.Contains(j.methods, unverified.Method.Alg()):
+			return fail("algorithm", fmt.Sprintf("tokens signed with %s are not accepted (accepted: %s)", unverified.Method.Alg(), strings.Join(j.methods, ", ")))
+		}
+	}
 	switch {
 	case errors.Is(err, jwkset.ErrKeyNotFound), errors.Is(err, keyfunc.ErrKeyfunc):
 		return fail("unknown_key", "the token's kid names no known key")
