@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
@@ -116,7 +116,7 @@ func jsonObject(flagName, text string) (map[string]any, error) {
 	if text == "" {
 		return map[string]any{}, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
+	dec := json.NewDecoder(strings.NewReader(text))
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("%s must be a JSON object: %v", flagName, err)

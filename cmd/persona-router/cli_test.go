@@ -10,12 +10,12 @@ import (
 	"testing"
 )
 
-// runCLI runs the program with args and returns its exit error, stdout and stderr.
-func runCLI(t *testing.T, args ...string) (error, string, string) {
+// runCLI runs the program with args and returns its stdout, stderr and exit error.
+func runCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), append([]string{"persona-router"}, args...), func(string) string { return "" }, &stdout, &stderr)
-	return err, stdout.String(), stderr.String()
+	return stdout.String(), stderr.String(), err
 }
 
 // writeConfig lays out a configuration in a temporary directory and returns the flags that
@@ -44,7 +44,7 @@ voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
 `
 
 func TestCheckShippedConfig(t *testing.T) {
-	err, stdout, stderr := runCLI(t, append([]string{"check", "--require-coverage"}, shipped...)...)
+	stdout, stderr, err := runCLI(t, append([]string{"check", "--require-coverage"}, shipped...)...)
 	if err != nil {
 		t.Fatalf("check failed: %v\n%s", err, stderr)
 	}
@@ -58,7 +58,7 @@ func TestCheckListsEveryError(t *testing.T) {
 		"personas/default.yaml": defaultPersona + "avatarID: x\n",
 		"rules/a.yaml":          "rules:\n  - {name: a, when: '\"sales\"', persona: nope}\n",
 	})
-	err, stdout, stderr := runCLI(t, append([]string{"check"}, flags...)...)
+	stdout, stderr, err := runCLI(t, append([]string{"check"}, flags...)...)
 	if err == nil {
 		t.Fatal("check passed a bad configuration")
 	}
@@ -82,18 +82,18 @@ tests:
   - {name: a, request: {context: a}, expect: {rule: tested}}
 `,
 	})
-	err, stdout, stderr := runCLI(t, append([]string{"check"}, flags...)...)
+	stdout, stderr, err := runCLI(t, append([]string{"check"}, flags...)...)
 	if err != nil || !strings.Contains(stdout, "1 tests passed, 1 rules untested") || !strings.Contains(stderr, `a.yaml:3:5: warning: rule "untested" is reached by no rule test`) {
 		t.Errorf("check = %v\nstdout: %s\nstderr: %s", err, stdout, stderr)
 	}
-	err, _, stderr = runCLI(t, append([]string{"check", "--require-coverage"}, flags...)...)
+	_, stderr, err = runCLI(t, append([]string{"check", "--require-coverage"}, flags...)...)
 	if err == nil || !strings.Contains(stderr, `error: rule "untested" is reached by no rule test`) {
 		t.Errorf("check --require-coverage = %v\nstderr: %s", err, stderr)
 	}
 }
 
 func TestExplain(t *testing.T) {
-	err, stdout, stderr := runCLI(t, append([]string{"explain", "--context", "customer-support",
+	stdout, stderr, err := runCLI(t, append([]string{"explain", "--context", "customer-support",
 		"--metadata", `{"tier": "enterprise", "product": "Atlas"}`, "--user", `{"id": "u1", "name": "Dana"}`}, shipped...)...)
 	if err != nil {
 		t.Fatalf("explain: %v\n%s", err, stderr)
@@ -129,7 +129,7 @@ func TestExplainDefaultAndTraceErrors(t *testing.T) {
 		"personas/default.yaml": defaultPersona,
 		"rules/a.yaml":          "rules:\n  - {name: broken, when: 'user.id + \"x\" == \"y\"', persona: default}\n",
 	})
-	err, stdout, _ := runCLI(t, append([]string{"explain"}, flags...)...)
+	stdout, _, err := runCLI(t, append([]string{"explain"}, flags...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestExplainDefaultAndTraceErrors(t *testing.T) {
 
 func TestExplainRenderFailureExits1(t *testing.T) {
 	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona})
-	err, stdout, stderr := runCLI(t, append([]string{"explain", "--metadata", `{"avatar": "not-a-uuid"}`}, flags...)...)
+	stdout, stderr, err := runCLI(t, append([]string{"explain", "--metadata", `{"avatar": "not-a-uuid"}`}, flags...)...)
 	if err == nil {
 		t.Fatal("explain exited 0 for an invalid rendered avatarId")
 	}
@@ -164,7 +164,7 @@ func TestExplainRejectsInvalidJSON(t *testing.T) {
 		{"--user", `"u1"`},
 		{"--user", `{} {}`},
 	} {
-		err, stdout, stderr := runCLI(t, append(append([]string{"explain"}, args...), shipped...)...)
+		stdout, stderr, err := runCLI(t, append(append([]string{"explain"}, args...), shipped...)...)
 		if err == nil || stdout != "" || !strings.Contains(stderr, args[0]+" must be") {
 			t.Errorf("%v: err=%v stdout=%q stderr=%q", args, err, stdout, stderr)
 		}
@@ -172,13 +172,13 @@ func TestExplainRejectsInvalidJSON(t *testing.T) {
 }
 
 func TestUnknownCommandAndFlags(t *testing.T) {
-	if err, _, stderr := runCLI(t, "frobnicate"); err == nil || !strings.Contains(stderr, "Usage:") {
+	if _, stderr, err := runCLI(t, "frobnicate"); err == nil || !strings.Contains(stderr, "Usage:") {
 		t.Errorf("unknown command: %v %s", err, stderr)
 	}
-	if err, _, _ := runCLI(t, "check", "--no-such-flag"); err == nil {
+	if _, _, err := runCLI(t, "check", "--no-such-flag"); err == nil {
 		t.Errorf("unknown flag accepted")
 	}
-	if err, _, _ := runCLI(t, "check", "-h"); err != nil {
+	if _, _, err := runCLI(t, "check", "-h"); err != nil {
 		t.Errorf("check -h: %v", err)
 	}
 }

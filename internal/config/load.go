@@ -74,9 +74,9 @@ func Read(dirs Dirs) (*Files, error) {
 	return &Files{Dirs: dirs, Version: version(personas, rules), personas: personas, rules: rules}, nil
 }
 
-// IsConfigFile tells whether a directory entry name is loaded: a visible .yaml or .yml file.
+// isConfigFile tells whether a directory entry name is loaded: a visible .yaml or .yml file.
 // Hidden names (.swp files, Kubernetes' ..data) and editor backups (x.yaml~) are not.
-func IsConfigFile(name string) bool {
+func isConfigFile(name string) bool {
 	if strings.HasPrefix(name, ".") {
 		return false
 	}
@@ -96,7 +96,7 @@ func readDir(dir, what string) ([]file, error) {
 	}
 	var files []file
 	for _, e := range entries {
-		if !IsConfigFile(e.Name()) {
+		if !isConfigFile(e.Name()) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
@@ -174,7 +174,6 @@ func (files *Files) Build() (*Snapshot, error) {
 	s := &Snapshot{
 		Version:   files.Version,
 		LoadedAt:  time.Now(),
-		Dirs:      dirs,
 		personas:  templates,
 		rules:     set,
 		routes:    make([]route, len(set.Rules())),

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,22 +60,13 @@ func TestLoadShippedConfig(t *testing.T) {
 		t.Fatalf("the shipped configuration does not load:\n%v", err)
 	}
 	for _, id := range []string{"default", "customer-support", "sales", "training"} {
-		if !contains(snap.PersonaIDs(), id) {
+		if !slices.Contains(snap.PersonaIDs(), id) {
 			t.Errorf("shipped personas lack %q", id)
 		}
 	}
 	if len(snap.Uncovered()) > 0 {
 		t.Errorf("shipped rules without a test: %v", snap.Uncovered())
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestLoadBad loads testdata/good with each testdata/bad/<case> laid over it and checks that

@@ -18,7 +18,6 @@ type Snapshot struct {
 	// Version identifies the configuration by the hash of its files.
 	Version  string
 	LoadedAt time.Time
-	Dirs     Dirs
 
 	layout    *expression.Layout
 	personas  map[string]*persona.Template

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
@@ -147,12 +148,7 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 }
 
 func has(pairs []source.Field, key string) bool {
-	for _, p := range pairs {
-		if p.Key == key {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(pairs, func(p source.Field) bool { return p.Key == key })
 }
 
 func describeRule(name string) string {

@@ -167,7 +167,7 @@ func Mapping(path string, n *yaml.Node, what string, known []string) ([]Field, E
 			continue
 		}
 		seen[k.Value] = true
-		if known != nil && !contains(known, k.Value) {
+		if known != nil && !slices.Contains(known, k.Value) {
 			errs.Addf(At(path, k), "unknown field %q in %s%s (expected one of: %s)",
 				k.Value, what, suggest(k.Value, known), strings.Join(known, ", "))
 			continue
@@ -182,15 +182,6 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 		n = n.Alias
 	}
 	return n
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // suggest names the known key that differs from key only in case, the typo people make most
