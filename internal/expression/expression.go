@@ -148,14 +148,11 @@ func options(vars []variable) []expr.Option {
 }
 
 // variables lists what an expression reads: the member reads that can be flattened, and the
-// parts of the request it uses otherwise (len(metadata), context). An expression that declares
-// a variable named like a part of the request is not flattened.
+// parts of the request it uses otherwise (len(metadata), context). A part of the request
+// cannot be shadowed: expr refuses `let metadata = …` ("cannot redeclare").
 func variables(root ast.Node) []variable {
 	var c collector
 	ast.Walk(&root, &c)
-	if c.shadowed {
-		return []variable{{"context", fromContext, ""}, {"metadata", fromMetadata, ""}, {"user", fromUser, ""}}
-	}
 	for from, n := range c.bare {
 		if n > 0 {
 			c.vars = append(c.vars, variable{rootNames[from], from, ""})
@@ -167,20 +164,14 @@ func variables(root ast.Node) []variable {
 type collector struct {
 	vars []variable
 	// bare counts, per part of the request, the uses not flattened.
-	bare     [len(rootNames)]int
-	shadowed bool
+	bare [len(rootNames)]int
 }
 
 // Visit sees children before their parent, so the identifier under a flattened read is first
 // counted as bare, then taken back.
 func (c *collector) Visit(node *ast.Node) {
-	switch n := (*node).(type) {
-	case *ast.VariableDeclaratorNode:
-		if slices.Contains(rootNames[:], n.Name) {
-			c.shadowed = true
-		}
-	case *ast.IdentifierNode:
-		if i := slices.Index(rootNames[:], n.Value); i >= 0 {
+	if id, ok := (*node).(*ast.IdentifierNode); ok {
+		if i := slices.Index(rootNames[:], id.Value); i >= 0 {
 			c.bare[i]++
 		}
 	}

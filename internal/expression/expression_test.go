@@ -129,3 +129,36 @@ func TestEvaluatorsAreIndependentAcrossGoroutines(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Evaluators are pooled and their environment is overwritten, not cleared, per request: a
+// value one request had must never be seen by the next, which lacks it.
+func TestNoValueLeaksBetweenRequests(t *testing.T) {
+	c := expression.NewCompiler()
+	p, err := c.Compile(`(metadata.tier ?? "none") + "/" + (user?.id ?? "anon") + "/" + context`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := c.Layout()
+	full := expression.Input{Context: "sales", Metadata: map[string]any{"tier": "pro"}, User: map[string]any{"id": "u1"}}
+	for i := range 200 {
+		in, want := full, "pro/u1/sales"
+		if i%2 == 1 {
+			in, want = expression.Input{}, "none/anon/"
+		}
+		ev := expression.Acquire(in, layout)
+		got, err := ev.Eval(p)
+		ev.Release()
+		if err != nil || got != want {
+			t.Fatalf("request %d: %v, %v; want %q", i, got, err, want)
+		}
+	}
+}
+
+// Flattening member reads relies on metadata and user never being shadowed.
+func TestPartsOfTheRequestCannotBeShadowed(t *testing.T) {
+	for _, src := range []string{`let metadata = {"tier": "x"}; metadata.tier`, `let user = 1; user`, `let context = "x"; context`} {
+		if _, err := expression.NewCompiler().Compile(src); err == nil || !strings.Contains(err.Error(), "cannot redeclare") {
+			t.Errorf("%s: %v, want a redeclaration error", src, err)
+		}
+	}
+}
