@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/persona-router/persona-router/internal/config"
 )
 
 // apiError is an error answer: the status and the stable code a client can act on, and a
@@ -44,4 +46,14 @@ func invalidRequest(msg string) *apiError {
 func abort(c *gin.Context, e *apiError) {
 	logOf(c).code = e.code
 	c.AbortWithStatusJSON(e.status, gin.H{"error": e.message, "code": e.code})
+}
+
+// snapshot returns the configuration in force for this request, or answers 503 not_ready and
+// returns nil when none is loaded yet.
+func (s *Server) snapshot(c *gin.Context) *config.Snapshot {
+	snap := s.configs.Current()
+	if snap == nil {
+		abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
+	}
+	return snap
 }

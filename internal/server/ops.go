@@ -19,9 +19,8 @@ func handleHealthz() gin.HandlerFunc {
 // good configuration serving, so it does not make the service unready.
 func (s *Server) handleReadyz() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		snap := s.configs.Current()
+		snap := s.snapshot(c)
 		if snap == nil {
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready", "configVersion": snap.Version})
@@ -38,9 +37,8 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 			return
 		}
 		in := input(body.Context, body.Metadata, body.User)
-		snap := s.configs.Current()
+		snap := s.snapshot(c)
 		if snap == nil {
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
 			return
 		}
 		c.JSON(http.StatusOK, snap.Explain(in))
@@ -80,9 +78,8 @@ type configRule struct {
 // handleAdminConfig describes the configuration serving and the last reload attempt.
 func (s *Server) handleAdminConfig() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		snap := s.configs.Current()
+		snap := s.snapshot(c)
 		if snap == nil {
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
 			return
 		}
 		rules := make([]configRule, 0, len(snap.Rules()))

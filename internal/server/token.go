@@ -31,9 +31,8 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		}
 		rl := logOf(c)
 		rl.context, rl.hasContext = in.Context, true
-		snap := s.configs.Current()
+		snap := s.snapshot(c)
 		if snap == nil {
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeNotReady, message: "no configuration loaded yet"})
 			return
 		}
 		if err := snap.Metadata().Validate(in.Metadata); err != nil {
