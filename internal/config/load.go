@@ -74,9 +74,9 @@ func Read(dirs Dirs) (*Files, error) {
 	return &Files{Dirs: dirs, Version: version(personas, rules), personas: personas, rules: rules}, nil
 }
 
-// isConfigFile tells whether a directory entry name is loaded: a visible .yaml or .yml file.
+// IsConfigFile tells whether a directory entry name is loaded: a visible .yaml or .yml file.
 // Hidden names (.swp files, Kubernetes' ..data) and editor backups (x.yaml~) are not.
-func isConfigFile(name string) bool {
+func IsConfigFile(name string) bool {
 	if strings.HasPrefix(name, ".") {
 		return false
 	}
@@ -96,7 +96,7 @@ func readDir(dir, what string) ([]file, error) {
 	}
 	var files []file
 	for _, e := range entries {
-		if !isConfigFile(e.Name()) {
+		if !IsConfigFile(e.Name()) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
