@@ -340,6 +340,8 @@ func TestTokenUpstreamErrors(t *testing.T) {
 		{"404 unknown persona", jsonError(404, ``), 502, "upstream_rejected", 1, ""},
 		{"429 with Retry-After", jsonError(429, `{"message": "slow down"}`, "Retry-After", "7"), 429, "upstream_rate_limited", 1, "7"},
 		{"429 without Retry-After", jsonError(429, `not json`), 429, "upstream_rate_limited", 1, "1"},
+		{"429 with a Retry-After over an hour", jsonError(429, `{}`, "Retry-After", "999999999999"), 429, "upstream_rate_limited", 1, "3600"},
+		{"429 with a Retry-After date years ahead", jsonError(429, `{}`, "Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"), 429, "upstream_rate_limited", 1, "3600"},
 		{"500 every time", jsonError(500, `{"message": "boom upstream-detail-500"}`), 502, "upstream_unavailable", 3, ""},
 		{"502 HTML from a gateway", jsonError(502, `<html><body>Bad Gateway upstream-detail-502</body></html>`), 502, "upstream_unavailable", 3, ""},
 		{"connection dropped", hangUp, 502, "upstream_unavailable", 3, ""},

@@ -57,7 +57,7 @@ type Error struct {
 	Kind Kind
 	// Status is Anam's last HTTP status, 0 when there was no answer.
 	Status int
-	// RetryAfter is Anam's Retry-After for RateLimited, at least one second.
+	// RetryAfter is Anam's Retry-After for RateLimited, between one second and MaxRetryAfter.
 	RetryAfter time.Duration
 	// Attempts is how many requests were made.
 	Attempts int
@@ -236,15 +236,21 @@ func truncate(s string) string {
 	return s
 }
 
-// retryAfter reads a Retry-After header, in seconds or as an HTTP date; at least one second.
+// MaxRetryAfter bounds the Retry-After passed on from Anam. A larger value is more likely a
+// mistake than a plan, and clients would give up on the service for that long.
+const MaxRetryAfter = time.Hour
+
+// retryAfter reads a Retry-After header, in seconds or as an HTTP date, and keeps it between
+// one second and MaxRetryAfter. Seconds are compared before they become a Duration, which
+// overflows beyond about 292 years.
 func retryAfter(h string) time.Duration {
-	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+	h = strings.TrimSpace(h)
+	if secs, err := strconv.ParseUint(h, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// ErrRange: more digits than a uint64 holds, which is more than MaxRetryAfter.
+		return time.Duration(min(max(secs, 1), uint64(MaxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(h); err == nil {
-		if d := time.Until(t).Round(time.Second); d >= time.Second {
-			return d
-		}
+		return min(max(time.Until(t).Round(time.Second), time.Second), MaxRetryAfter)
 	}
 	return time.Second
 }

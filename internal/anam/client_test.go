@@ -37,6 +37,14 @@ func TestRetryAfter(t *testing.T) {
 		"soon": time.Second,
 		time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat): 90 * time.Second,
 		time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat):       time.Second,
+		// Anything longer is clamped to an hour, without overflowing on the way.
+		"3600":                    time.Hour,
+		"3601":                    time.Hour,
+		"999999999999":            time.Hour,
+		"9223372036854775807":     time.Hour,
+		"99999999999999999999999": time.Hour,
+		time.Now().Add(50 * time.Hour).UTC().Format(http.TimeFormat): time.Hour,
+		"Fri, 31 Dec 9999 23:59:59 GMT":                              time.Hour,
 	} {
 		got := retryAfter(h)
 		if got < want-2*time.Second || got > want {
