@@ -85,6 +85,34 @@ func TestJWTModeEndToEnd(t *testing.T) {
 	}
 }
 
+func TestJWTWithoutIssuerOrAudienceSaysSo(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startService(t, map[string]string{"ANAM_API_KEY": testKey, "AUTH_MODE": "jwt", "JWT_SECRET": jwtSecret,
+		"JWT_ISSUER": "https://idp.example", "JWT_AUDIENCE": "persona-router"},
+		append(securityConfig(t), "--anam-url", u.URL)...)
+	exp := time.Now().Add(time.Hour).Unix()
+	for name, tc := range map[string]struct {
+		claims  jwt.MapClaims
+		reason  string
+		message string
+	}{
+		"no iss": {jwt.MapClaims{"sub": "u1", "aud": "persona-router", "exp": exp}, "wrong_issuer", `the token has no iss claim (expected "https://idp.example")`},
+		"no aud": {jwt.MapClaims{"sub": "u1", "iss": "https://idp.example", "exp": exp}, "wrong_audience", `the token has no aud claim (expected "persona-router")`},
+	} {
+		a := s.post(t, "/api/session-token", nil, "Authorization", "Bearer "+hs256(t, tc.claims))
+		msg, ok := a.body["error"]
+		if a.status != http.StatusUnauthorized || !ok || msg != tc.message {
+			t.Errorf("%s: %d %s, want 401 saying %q", name, a.status, a.raw, tc.message)
+		}
+		if got := s.metric(t, `persona_router_auth_failures_total{reason="`+tc.reason+`"}`); got != 1 {
+			t.Errorf("%s: auth_failures_total{reason=%q} = %v, want 1", name, tc.reason, got)
+		}
+	}
+	if got := s.metric(t, `persona_router_auth_failures_total{reason="invalid"}`); got != 0 {
+		t.Errorf(`auth_failures_total{reason="invalid"} = %v, want 0`, got)
+	}
+}
+
 func TestJWTModeWithJWKS(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -118,6 +118,8 @@ type JWT struct {
 	jwks    keyfunc.Keyfunc
 	methods []string
 	parser  *jwt.Parser
+	// issuer and audience are the required iss and aud, "" when not required.
+	issuer, audience string
 }
 
 // NewJWT prepares verification. With a JWKS URL, keys are fetched now and refreshed hourly
@@ -128,7 +130,7 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 	if len(opts.Secret) == 0 && opts.JWKSURL == "" {
 		return nil, errors.New("JWT verification needs JWT_SECRET (HS256/384/512) or JWT_JWKS_URL (RS256, ES256, EdDSA…)")
 	}
-	j := &JWT{}
+	j := &JWT{issuer: opts.Issuer, audience: opts.Audience}
 	if len(opts.Secret) > 0 {
 		j.secret = opts.Secret
 		j.methods = append(j.methods, hmacMethods...)
@@ -192,7 +194,7 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 	}
 	claims := jwt.MapClaims{}
 	if _, err := j.parser.ParseWithClaims(raw, claims, j.key(r.Context())); err != nil {
-		return nil, j.classify(raw, err)
+		return nil, j.classify(raw, claims, err)
 	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
@@ -255,10 +257,11 @@ func keyFits(m jwt.SigningMethod, key any) bool {
 	return false
 }
 
-// classify turns a verification error into a Failure. The parser refuses an algorithm it does
-// not accept (WithValidMethods) with the same error as a bad signature, so only then, off the
-// success path, is the token's header read again to say which it was.
-func (j *JWT) classify(raw string, err error) *Failure {
+// classify turns a verification error into a Failure; claims are the token's claims as far as
+// they were decoded. The parser refuses an algorithm it does not accept (WithValidMethods) with
+// the same error as a bad signature, so only then, off the success path, is the token's header
+// read again to say which it was.
+func (j *JWT) classify(raw string, claims jwt.MapClaims, err error) *Failure {
 	if errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable) {
 		unverified, _, perr := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
 		switch {
@@ -278,7 +281,7 @@ func (j *JWT) classify(raw string, err error) *Failure {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return fail("expired", "the token has expired")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return fail("invalid", "the token has no exp claim")
+		return j.missingClaim(claims)
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return fail("not_yet_valid", "the token is not valid yet")
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
@@ -287,4 +290,18 @@ func (j *JWT) classify(raw string, err error) *Failure {
 		return fail("wrong_audience", "the token's audience is not accepted")
 	}
 	return fail("invalid", "the token cannot be verified")
+}
+
+// missingClaim says which required claim a token lacks: iss and aud when they are configured,
+// and exp always. golang-jwt names the claim only in its error text, so the decoded claims are
+// read instead. A missing iss or aud counts as the wrong issuer or audience: either way the
+// token was not issued by, or for, whom this service trusts.
+func (j *JWT) missingClaim(claims jwt.MapClaims) *Failure {
+	if iss, err := claims.GetIssuer(); err == nil && iss == "" && j.issuer != "" {
+		return fail("wrong_issuer", fmt.Sprintf("the token has no iss claim (expected %q)", j.issuer))
+	}
+	if aud, err := claims.GetAudience(); err == nil && j.audience != "" && (len(aud) == 0 || len(aud) == 1 && aud[0] == "") {
+		return fail("wrong_audience", fmt.Sprintf("the token has no aud claim (expected %q)", j.audience))
+	}
+	return fail("invalid", "the token has no exp claim")
 }

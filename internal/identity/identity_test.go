@@ -222,6 +222,46 @@ func TestJWTRefusals(t *testing.T) {
 	}
 }
 
+func TestJWTMissingClaimsAreNamed(t *testing.T) {
+	v := newVerifier(t, JWTOptions{Secret: secret})
+	for _, tc := range []struct {
+		name    string
+		claims  jwt.MapClaims
+		reason  string
+		message string
+	}{
+		{"no iss", claims("iss", nil), "wrong_issuer", `the token has no iss claim (expected "https://idp.example")`},
+		{"empty iss", claims("iss", ""), "wrong_issuer", `the token has no iss claim (expected "https://idp.example")`},
+		{"no aud", claims("aud", nil), "wrong_audience", `the token has no aud claim (expected "persona-router")`},
+		{"empty aud list", claims("aud", []string{}), "wrong_audience", `the token has no aud claim (expected "persona-router")`},
+		{"no exp", claims("exp", nil), "invalid", "the token has no exp claim"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, fail := v.Identify(request("Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", tc.claims)))
+			if fail == nil {
+				t.Fatalf("accepted as %v", user)
+			}
+			if fail.Reason != tc.reason || fail.Message != tc.message {
+				t.Errorf("refused as %q %q, want %q %q", fail.Reason, fail.Message, tc.reason, tc.message)
+			}
+			if !strings.Contains(fail.Challenge, `error_description="the token has no `) {
+				t.Errorf("challenge %q does not say what is missing", fail.Challenge)
+			}
+		})
+	}
+
+	// Without a configured issuer and audience, tokens need neither claim.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	open, err := NewJWT(ctx, JWTOptions{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, fail := open.Identify(request("Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("iss", nil, "aud", nil)))); fail != nil {
+		t.Errorf("no iss and aud, none required: %v", fail)
+	}
+}
+
 func TestJWTFamiliesAreSeparate(t *testing.T) {
 	k := newKeys(t)
 	jwks := newJWKS(t, map[string]any{"rsa-1": &k.rsa.PublicKey})
