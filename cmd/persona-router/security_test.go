@@ -113,6 +113,24 @@ func TestJWTWithoutIssuerOrAudienceSaysSo(t *testing.T) {
 	}
 }
 
+func TestBearerSchemeInAnyCase(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startService(t, map[string]string{"ANAM_API_KEY": testKey, "AUTH_MODE": "jwt", "JWT_SECRET": jwtSecret, "ADMIN_TOKEN": adminToken},
+		append(securityConfig(t), "--anam-url", u.URL)...)
+	token := hs256(t, jwt.MapClaims{"sub": "u1", "plan": "vip", "exp": time.Now().Add(time.Hour).Unix()})
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		if a := s.post(t, "/api/session-token", nil, "Authorization", scheme+" "+token); a.status != http.StatusOK {
+			t.Errorf("token endpoint with %q: %d %s, want 200", scheme, a.status, a.raw)
+		}
+		if a := s.post(t, "/admin/explain", nil, "Authorization", scheme+" "+adminToken); a.status != http.StatusOK {
+			t.Errorf("admin API with %q: %d %s, want 200", scheme, a.status, a.raw)
+		}
+	}
+	if a := s.post(t, "/admin/explain", nil, "Authorization", "Basic "+adminToken); a.status != http.StatusUnauthorized {
+		t.Errorf("admin API with another scheme: %d %s, want 401", a.status, a.raw)
+	}
+}
+
 func TestJWTModeWithJWKS(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -188,8 +188,8 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 	if auth == "" {
 		return nil, &Failure{Reason: "missing", Message: "no Authorization header (expected Bearer <JWT>)", Challenge: bearerChallenge}
 	}
-	raw, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || strings.TrimSpace(raw) == "" {
+	raw, ok := BearerToken(auth)
+	if !ok {
 		return nil, fail("malformed", "Authorization must be Bearer <JWT>")
 	}
 	claims := jwt.MapClaims{}
@@ -203,6 +203,18 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 	user := map[string]any(claims)
 	user["id"] = sub
 	return user, nil
+}
+
+// BearerToken returns the token of an Authorization header value `Bearer <token>`. The scheme
+// is matched case-insensitively, as RFC 7235 (section 2.1) requires: `bearer` and `BEARER` are
+// the same scheme. ok is false for another scheme or an empty token.
+func BearerToken(authorization string) (token string, ok bool) {
+	scheme, token, found := strings.Cut(authorization, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
 }
 
 // key returns the verification key of a token's own family only.

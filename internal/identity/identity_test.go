@@ -262,6 +262,21 @@ func TestJWTMissingClaimsAreNamed(t *testing.T) {
 	}
 }
 
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	v := newVerifier(t, JWTOptions{Secret: secret})
+	token := sign(t, jwt.SigningMethodHS256, secret, "", claims())
+	for _, auth := range []string{"Bearer " + token, "bearer " + token, "BEARER " + token, "bEaReR " + token, "Bearer   " + token} {
+		if user, fail := v.Identify(request(auth)); fail != nil || user["id"] != "user-42" {
+			t.Errorf("%.10s…: %v, want accepted", auth, fail)
+		}
+	}
+	for _, auth := range []string{"Bearer", "Bearer ", "bearer    ", "Bearertoken", "Basic " + token, "Bearer\t" + token} {
+		if _, fail := v.Identify(request(auth)); fail == nil || fail.Reason != "malformed" {
+			t.Errorf("%q: %v, want refused as malformed", auth, fail)
+		}
+	}
+}
+
 func TestJWTFamiliesAreSeparate(t *testing.T) {
 	k := newKeys(t)
 	jwks := newJWKS(t, map[string]any{"rsa-1": &k.rsa.PublicKey})

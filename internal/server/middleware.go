@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+
+	"github.com/persona-router/persona-router/internal/identity"
 )
 
 // requestLog is what the request's log line reports, filled in by the handlers along the
@@ -145,13 +146,13 @@ func (s *Server) cors() gin.HandlerFunc {
 	})
 }
 
-// requireAdmin lets a request through only with Authorization: Bearer <ADMIN_TOKEN>. Both
-// sides are hashed before the constant-time comparison, so neither the content nor the length
-// of the token leaks through timing.
+// requireAdmin lets a request through only with Authorization: Bearer <ADMIN_TOKEN> (the
+// scheme in any case). Both sides are hashed before the constant-time comparison, so neither
+// the content nor the length of the token leaks through timing.
 func (s *Server) requireAdmin() gin.HandlerFunc {
 	want := sha256.Sum256([]byte(s.adminToken))
 	return func(c *gin.Context) {
-		got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		got, ok := identity.BearerToken(c.GetHeader("Authorization"))
 		sum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="persona-router admin"`)
