@@ -22,6 +22,7 @@ func (e *apiError) Error() string { return e.code + ": " + e.message }
 const (
 	codeInvalidRequest      = "invalid_request"
 	codeBodyTooLarge        = "body_too_large"
+	codeRequestTimeout      = "request_timeout"
 	codeRenderFailed        = "persona_render_failed"
 	codeUpstreamAuthFailed  = "upstream_auth_failed"
 	codeUpstreamRejected    = "upstream_rejected"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 
@@ -32,7 +33,8 @@ type explainBody struct {
 // decodeBody decodes a JSON object body into dst (a pointer to one of the body structs) in one
 // pass over the stream. An empty body is an empty object, null fields are absent, and unknown
 // fields, wrong types, trailing data and bodies over maxBody are refused with a message that
-// names what is wrong.
+// names what is wrong. A body that cannot be read (too slow, cut off) is refused with a fixed
+// message: the read error's text names socket addresses.
 func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
 	dec.DisallowUnknownFields()
@@ -48,6 +50,8 @@ func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 	}
 	var tooLarge *http.MaxBytesError
 	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var netErr net.Error
 	switch {
 	case err == io.EOF:
 		return nil // no body at all: the default route
@@ -67,8 +71,16 @@ func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 		}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return invalidRequest(fmt.Sprintf("unknown field %s (expected %s)", strings.TrimPrefix(err.Error(), "json: unknown field "), fields))
-	default:
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
 		return invalidRequest("request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// The client sent the body too slowly for the server's read timeout. The error's own
+		// text names the socket addresses, which are nobody's business.
+		return &apiError{status: http.StatusRequestTimeout, code: codeRequestTimeout, message: "reading the request body timed out"}
+	default:
+		// Any other read error: the connection failed under the body. Its text names socket
+		// addresses too.
+		return invalidRequest("the request body could not be read")
 	}
 }
 
