@@ -294,7 +294,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.addr, err)
 	}
-	httpServer := server.HTTPServer(cfg.addr, srv, cfg.anamTimeout)
+	httpServer := server.HTTPServer(cfg.addr, srv, cfg.anamTimeout, log)
 	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
 		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
 		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String(), "auth", cfg.auth, "rate_limit", cfg.rateLimit)

@@ -110,9 +110,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // HTTPServer wraps h in an http.Server with production timeouts. An answer may take as long as
-// the Anam call (anamTimeout) and then some, never longer.
-func HTTPServer(addr string, h http.Handler, anamTimeout time.Duration) *http.Server {
+// the Anam call (anamTimeout) and then some, never longer. What net/http itself reports (failed
+// accepts, TLS handshake errors, handler mistakes) goes to log as warnings, like every other
+// line of the service, instead of to the standard library's logger.
+func HTTPServer(addr string, h http.Handler, anamTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -9,16 +10,35 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // serveHTTP serves h through HTTPServer, as the service does, on a loopback port; adjust may
 // change the http.Server before it starts.
-func serveHTTP(t *testing.T, h http.Handler, adjust func(*http.Server)) *httptest.Server {
+func serveHTTP(t *testing.T, h http.Handler, log *slog.Logger, adjust func(*http.Server)) *httptest.Server {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = HTTPServer("", h, time.Second)
+	ts.Config = HTTPServer("", h, time.Second, log)
 	if adjust != nil {
 		adjust(ts.Config)
 	}
@@ -33,7 +53,7 @@ func TestSlowBodyTimesOutWithoutSocketAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The read timeout is what cuts a slow client off; 100 ms stands in for production's 30 s.
-	ts := serveHTTP(t, srv, func(s *http.Server) { s.ReadTimeout = 100 * time.Millisecond })
+	ts := serveHTTP(t, srv, slog.New(slog.NewTextHandler(io.Discard, nil)), func(s *http.Server) { s.ReadTimeout = 100 * time.Millisecond })
 
 	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
 	if err != nil {
@@ -67,5 +87,40 @@ func TestSlowBodyTimesOutWithoutSocketAddresses(t *testing.T) {
 		if strings.Contains(string(raw), leak) {
 			t.Errorf("answer contains %q: %s", leak, raw)
 		}
+	}
+}
+
+func TestHTTPServerLogsThroughTheServiceLogger(t *testing.T) {
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	// A handler that answers twice makes net/http report the mistake on the server's ErrorLog.
+	twice := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.WriteHeader(http.StatusTeapot)
+	})
+	ts := serveHTTP(t, twice, log, nil)
+	resp, err := http.Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ts.Close() // waits for the handler, and so for its log line
+
+	var line map[string]any
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "superfluous response.WriteHeader") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatalf("net/http's line is not the service's JSON: %q", l)
+			}
+		}
+	}
+	if line == nil {
+		t.Fatalf("net/http's report did not reach the service's logger; its logs:\n%s", logs.String())
+	}
+	if level, ok := line["level"]; !ok || level != "WARN" {
+		t.Errorf("level %v (present: %v), want WARN: %v", level, ok, line)
+	}
+	if msg, ok := line["msg"].(string); !ok || !strings.HasPrefix(msg, "http: superfluous response.WriteHeader call") {
+		t.Errorf("msg %q, want net/http's message as it is", msg)
 	}
 }
