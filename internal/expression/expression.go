@@ -16,7 +16,11 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
@@ -26,14 +30,14 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
-// Limits that keep a hostile or careless expression from exhausting the process. Expressions
-// always terminate (expr has no loops), so size and memory are what need bounding.
+// Limits that keep a hostile or careless expression from exhausting the process, beside the
+// cost budget of cost.go.
 const (
 	// MaxNodes bounds the size of one expression's syntax tree.
 	MaxNodes = 1000
-	// MemoryBudget bounds what one evaluation may allocate, in expr's units (roughly one per
-	// element of a built array, map or range).
-	MemoryBudget = 10_000
+	// MemoryBudget bounds the list items and map entries one evaluation may build, in expr's
+	// own units; the estimate (MaxMemory) is the tighter bound, this is expr's own guard.
+	MemoryBudget = MaxMemory / itemBytes
 )
 
 // Input is what a decision is made on.
@@ -110,9 +114,71 @@ func compile(src string) (*vm.Program, []variable, error) {
 		_, err = expr.Compile(src, options(nil)...) // reports the syntax error as expr words it
 		return nil, nil, err
 	}
+	if err := unavailable(tree); err != nil {
+		return nil, nil, err
+	}
 	vars := variables(tree.Node)
-	p, err := expr.Compile(src, options(vars)...)
+	p, _, err := build(src, vars, true)
 	return p, vars, err
+}
+
+// unavailable reports a call of one of expr's builtins that is switched off, which expr
+// itself would call an unknown name. The parser, which runs without a configuration, knows
+// every builtin.
+func unavailable(tree *parser.Tree) error {
+	var found ast.Node
+	var name string
+	ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
+		b, ok := (*n).(*ast.BuiltinNode)
+		if ok && found == nil && !slices.Contains(builtins, b.Name) {
+			found, name = b, b.Name
+		}
+	}))
+	if found == nil {
+		return nil
+	}
+	return (&file.Error{Location: found.Location(), Message: fmt.Sprintf(
+		"%s() is not available in persona-router expressions: its cost cannot be bounded when the configuration loads (see the list of functions in docs)", name)}).Bind(tree.Source)
+}
+
+type visitFunc func(*ast.Node)
+
+func (f visitFunc) Visit(n *ast.Node) { f(n) }
+
+// build does what expr.Compile does, with the cost estimate between type checking and
+// optimizing: the estimate reads the tree the author wrote, with its types, before the
+// optimizer rewrites it. Only tests of the run-time guards build without the estimate.
+func build(src string, vars []variable, estimated bool) (*vm.Program, Cost, error) {
+	cfg := conf.CreateNew()
+	for _, op := range options(vars) {
+		op(cfg)
+	}
+	for name := range cfg.Disabled {
+		delete(cfg.Builtins, name)
+	}
+	cfg.Check()
+	tree, err := checker.ParseCheck(src, cfg)
+	if err != nil {
+		return nil, Cost{}, err
+	}
+	var cost Cost
+	if estimated {
+		var ferr *file.Error
+		if cost, ferr = estimate(tree.Node); ferr != nil {
+			return nil, cost, ferr.Bind(tree.Source)
+		}
+	}
+	// The guards go in after the estimate, which reads (and quotes in its errors) the
+	// expression as written.
+	ast.Walk(&tree.Node, guard{})
+	if _, err := checker.Check(tree, cfg); err != nil {
+		return nil, cost, err
+	}
+	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+		return nil, cost, err
+	}
+	p, err := compiler.Compile(tree, cfg)
+	return p, cost, err
 }
 
 // Layout returns what evaluations of this Compiler's programs must fill in per request.
@@ -125,16 +191,28 @@ type Layout struct {
 	vars []variable
 }
 
+// builtins lists expr's builtin functions that expressions may call: the ones whose worst
+// case the estimate knows. The others (groupBy, sortBy, toJSON, fromJSON, …) are off.
+var builtins = []string{
+	"len", "all", "none", "any", "one", "filter", "map", "find", "findIndex", "findLast",
+	"findLastIndex", "count", "sum", "reduce", "abs", "ceil", "floor", "round", "int", "float",
+	"string", "trim", "trimPrefix", "trimSuffix", "upper", "lower", "split", "splitAfter",
+	"replace", "repeat", "join", "indexOf", "lastIndexOf", "hasPrefix", "hasSuffix", "max",
+	"min", "mean", "median", "first", "last", "get", "keys", "values", "type", "now",
+	"duration", "date",
+}
+
 func options(vars []variable) []expr.Option {
 	object := types.TypeOf(map[string]any{})
-	env := types.Map{"context": types.String, "metadata": object, "user": object}
+	env := types.Map{"context": types.String, "metadata": object, "user": object, meterVar: types.TypeOf(&meter{})}
 	for _, v := range vars {
 		if v.key != "" {
 			env[v.name] = types.Any
 		}
 	}
-	return []expr.Option{
+	opts := []expr.Option{
 		expr.Env(env),
+		expr.DisableAllBuiltins(),
 		expr.Function("bucket", func(params ...any) (any, error) {
 			key, ok := params[0].(string)
 			if !ok {
@@ -145,6 +223,10 @@ func options(vars []variable) []expr.Option {
 		expr.MaxNodes(MaxNodes),
 		expr.Patch(flattener{}),
 	}
+	for _, name := range builtins {
+		opts = append(opts, expr.EnableBuiltin(name))
+	}
+	return append(opts, guardOptions()...)
 }
 
 // variables lists what an expression reads: the member reads that can be flattened, and the
@@ -225,15 +307,18 @@ func Bucket(key string) int {
 // Evaluator evaluates programs against one Input. It is not safe for concurrent use; take one
 // per request with Acquire and give it back with Release.
 type Evaluator struct {
-	vm  vm.VM
-	env map[string]any
+	vm    vm.VM
+	env   map[string]any
+	meter meter
 }
 
 var pool = sync.Pool{New: func() any {
-	return &Evaluator{
+	e := &Evaluator{
 		vm:  vm.VM{MemoryBudget: MemoryBudget},
 		env: make(map[string]any, 8),
 	}
+	e.env[meterVar] = &e.meter
+	return e
 }}
 
 var empty = map[string]any{}
@@ -275,6 +360,7 @@ func (e *Evaluator) Release() {
 // Eval runs p. A run-time failure (nil + "x", a memory budget exceeded) is an error, never a
 // panic.
 func (e *Evaluator) Eval(p *vm.Program) (any, error) {
+	e.meter = meter{}
 	return e.vm.Run(p, e.env)
 }
 
