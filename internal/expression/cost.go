@@ -170,7 +170,9 @@ type est struct {
 	b          *bound
 }
 
-func (e est) plus(o est) est { return est{steps: add(e.steps, o.steps), mem: add(e.mem, o.mem), b: e.b} }
+func (e est) plus(o est) est {
+	return est{steps: add(e.steps, o.steps), mem: add(e.mem, o.mem), b: e.b}
+}
 
 // scope is what a predicate body's pointers (#, #acc) stand for.
 type scope struct {

@@ -82,9 +82,9 @@ func TestAbsentMetadataAndUserAreEmpty(t *testing.T) {
 
 func TestRunTimeErrorsAreErrors(t *testing.T) {
 	for src, want := range map[string]string{
-		`user.id + ":x"`:                 "invalid operation",
-		`bucket(user.id) < 20`:           "bucket: the key must be a string",
-		`metadata.missing.deep`:          "cannot fetch deep",
+		`user.id + ":x"`:        "invalid operation",
+		`bucket(user.id) < 20`:  "bucket: the key must be a string",
+		`metadata.missing.deep`: "cannot fetch deep",
 	} {
 		if got, err := eval(t, src, expression.Input{Metadata: map[string]any{"list": "not a list"}}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s = %v, %v; want an error containing %q", src, got, err, want)
