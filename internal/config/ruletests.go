@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -11,12 +12,17 @@ import (
 )
 
 // runTests runs every rule test against the snapshot and records which rules they reach. A
-// failing test fails the load: it is reported at the test, with what it got and wanted.
-func (s *Snapshot) runTests() error {
+// failing test fails the load: it is reported at the test, with what it got and wanted. When
+// ctx ends, it stops between two tests and returns ctx's error: each test's evaluations are
+// bounded by the expression budget, so it stops promptly.
+func (s *Snapshot) runTests(ctx context.Context) error {
 	var errs source.Errors
 	reached := make(map[*rules.Rule]bool)
 	for _, f := range s.ruleFiles {
 		for _, t := range f.Tests {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if err := s.metadata.Validate(t.Input.Metadata); err != nil {
 				errs.Addf(t.Pos, "test %q failed: its request would be refused: %v", t.Name, err)
 				continue

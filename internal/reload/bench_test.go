@@ -18,7 +18,7 @@ import (
 
 func newManager(b *testing.B, lc configtest.Large) (*Manager, context.Context) {
 	b.Helper()
-	m, err := New(lc.Write(b), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+	m, err := New(lc.Write(b), DefaultTimeout, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
 	}

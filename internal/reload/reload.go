@@ -6,8 +6,10 @@ package reload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,11 +54,18 @@ type request struct {
 	reply   chan Status
 }
 
+// DefaultTimeout is how long a reload may take (--reload-timeout) before it is rejected.
+const DefaultTimeout = 10 * time.Second
+
 // Manager holds the configuration in force and reloads it.
 type Manager struct {
 	dirs    config.Dirs
+	timeout time.Duration
 	log     *slog.Logger
 	metrics *Metrics
+	// builds counts the builds still running, abandoned past their deadline included: Run
+	// waits for them before it returns.
+	builds sync.WaitGroup
 
 	current atomic.Pointer[config.Snapshot]
 	last    atomic.Pointer[Status]
@@ -69,9 +78,10 @@ type Manager struct {
 	stopped chan struct{}
 }
 
-// New loads the configuration; an invalid one is an error, and nothing is served.
-func New(dirs config.Dirs, log *slog.Logger, metrics *Metrics) (*Manager, error) {
-	m := &Manager{dirs: dirs, log: log, metrics: metrics, requests: make(chan request), stopped: make(chan struct{})}
+// New loads the configuration; an invalid one is an error, and nothing is served. Every load
+// and reload must finish within timeout.
+func New(dirs config.Dirs, timeout time.Duration, log *slog.Logger, metrics *Metrics) (*Manager, error) {
+	m := &Manager{dirs: dirs, timeout: timeout, log: log, metrics: metrics, requests: make(chan request), stopped: make(chan struct{})}
 	if _, err := m.reload(TriggerStartup, true); err != nil {
 		return nil, err
 	}
@@ -88,6 +98,7 @@ func (m *Manager) LastReload() Status { return *m.last.Load() }
 // through it.
 func (m *Manager) Run(ctx context.Context) {
 	defer close(m.stopped)
+	defer m.builds.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -150,7 +161,7 @@ func (m *Manager) reload(trigger string, force bool) (Status, error) {
 	m.attempted = key
 	var snap *config.Snapshot
 	if err == nil {
-		snap, err = files.Build()
+		snap, err = m.build(files)
 	}
 	st := Status{At: start, OK: err == nil, Errors: []string{}, Duration: Duration(time.Since(start)), Trigger: trigger}
 	if files != nil {
@@ -173,6 +184,38 @@ func (m *Manager) reload(trigger string, force bool) (Status, error) {
 	m.last.Store(&st)
 	m.metrics.record(st, m.Current())
 	return st, err
+}
+
+// build builds the snapshot within the reload deadline. Past it, the candidate is rejected
+// and the loop goes on: the build, told to stop, ends at its next check (between two rule
+// tests), and Run waits for it before returning.
+func (m *Manager) build(files *config.Files) (*config.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
+	type result struct {
+		snap *config.Snapshot
+		err  error
+	}
+	done := make(chan result, 1)
+	m.builds.Add(1)
+	go func() {
+		defer m.builds.Done()
+		snap, err := files.Build(ctx)
+		done <- result{snap, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && ctx.Err() != nil {
+			return nil, m.tooLong()
+		}
+		return r.snap, r.err
+	case <-ctx.Done():
+		return nil, m.tooLong()
+	}
+}
+
+func (m *Manager) tooLong() error {
+	return fmt.Errorf("reload took longer than %s (--reload-timeout); look for rule tests or expressions that do too much work", m.timeout)
 }
 
 func formatMillis(d time.Duration) string {

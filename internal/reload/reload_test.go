@@ -14,7 +14,7 @@ import (
 )
 
 func TestReloadAfterTheLoopStopped(t *testing.T) {
-	m, err := New(configtest.Large{Rules: 2, Contexts: 1, Personas: 2}.Write(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
+	m, err := New(configtest.Large{Rules: 2, Contexts: 1, Personas: 2}.Write(t), DefaultTimeout, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}
