@@ -198,6 +198,11 @@ func Check(own, merged Fields, pos source.Pos, who string) source.Errors {
 	return errs
 }
 
+// MaxRenderedBytes bounds the text of one rendered persona, so that the body sent to Anam stays
+// small whatever the placeholders give: 256 KiB is eight times the longest literal a persona may
+// hold (source.MaxStringBytes), and far above any real system prompt.
+const MaxRenderedBytes = 256 << 10
+
 // RenderError is a template whose rendered value is invalid or whose placeholder failed.
 type RenderError struct {
 	Field string
@@ -228,6 +233,9 @@ func (f *Fields) Render(ev *expression.Evaluator) (anam.PersonaConfig, error) {
 	}
 	if c.Name == "" {
 		return anam.PersonaConfig{}, &RenderError{Field: "name", Err: fmt.Errorf("rendered empty (a name is required)")}
+	}
+	if n := len(c.Name) + len(c.AvatarID) + len(c.VoiceID) + len(c.LLMID) + len(c.SystemPrompt) + len(c.LanguageCode) + len(c.AvatarModel); n > MaxRenderedBytes {
+		return anam.PersonaConfig{}, &RenderError{Field: "personaConfig", Err: fmt.Errorf("rendered to %d bytes of text, more than the %d KiB a request to Anam may carry", n, MaxRenderedBytes>>10)}
 	}
 	if s := f.maxSessionLengthSeconds; s != nil {
 		c.MaxSessionLengthSeconds = s.value

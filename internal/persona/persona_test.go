@@ -164,3 +164,26 @@ func TestCheckReportsAllMissingRequiredFields(t *testing.T) {
 		}
 	}
 }
+
+// Placeholders can give more text than any literal may hold; the rendered persona as a whole
+// is bounded, and going over is that request's rendering failure.
+func TestRenderedPersonaIsBounded(t *testing.T) {
+	tmpls := parseTemplates(t, map[string]string{
+		"default.yaml": `name: Ann
+systemPrompt: "{{ repeat(metadata.note ?? '', 300) }}"` + ids,
+	})
+	render := func(note string) error {
+		ev := expression.Acquire(expression.Input{Metadata: map[string]any{"note": note}}, layout)
+		defer ev.Release()
+		_, err := tmpls["default"].Fields.Render(ev)
+		return err
+	}
+	if err := render(strings.Repeat("n", 800)); err != nil {
+		t.Fatalf("240 KiB prompt: %v", err)
+	}
+	err := render(strings.Repeat("n", 1000))
+	var re *RenderError
+	if !errors.As(err, &re) || re.Field != "personaConfig" || !strings.Contains(err.Error(), "more than the 256 KiB") {
+		t.Fatalf("293 KiB prompt: %v, want a RenderError over 256 KiB", err)
+	}
+}
