@@ -19,6 +19,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/persona-router/persona-router/internal/schema"
 )
 
 // Failure is a request whose identity is missing or invalid. Reason is a short stable word for
@@ -35,8 +37,12 @@ func (f *Failure) Error() string { return f.Reason + ": " + f.Message }
 // Reasons lists every Failure.Reason, for pre-creating metric series.
 var Reasons = []string{
 	"missing", "malformed", "algorithm", "bad_signature", "unknown_key", "expired",
-	"not_yet_valid", "wrong_issuer", "wrong_audience", "no_subject", "invalid",
+	"not_yet_valid", "wrong_issuer", "wrong_audience", "no_subject", "invalid", "too_large",
 }
+
+// MaxTokenBytes bounds a bearer token. With the bounds on each claim (schema.CheckBounds) it
+// bounds what expressions can be given as `user`, which their cost estimate relies on.
+const MaxTokenBytes = 16 << 10
 
 // Identifier finds the user behind a request. user is nil for an anonymous request.
 type Identifier interface {
@@ -192,6 +198,9 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 	if !ok {
 		return nil, fail("malformed", "Authorization must be Bearer <JWT>")
 	}
+	if len(raw) > MaxTokenBytes {
+		return nil, fail("too_large", fmt.Sprintf("the token is %d bytes, more than %d", len(raw), MaxTokenBytes))
+	}
 	claims := jwt.MapClaims{}
 	if _, err := j.parser.ParseWithClaims(raw, claims, j.key(r.Context())); err != nil {
 		return nil, j.classify(raw, claims, err)
@@ -201,6 +210,9 @@ func (j *JWT) Identify(r *http.Request) (map[string]any, *Failure) {
 		return nil, fail("no_subject", "the token has no sub claim")
 	}
 	user := map[string]any(claims)
+	if err := schema.CheckBounds("the token's claims", user); err != nil {
+		return nil, fail("too_large", err.Error())
+	}
 	user["id"] = sub
 	return user, nil
 }

@@ -206,6 +206,10 @@ func TestJWTRefusals(t *testing.T) {
 		{"wrong audience", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("aud", "someone-else")), "wrong_audience"},
 		{"unknown kid", "Bearer " + sign(t, jwt.SigningMethodRS256, other.rsa, "rsa-unknown", claims()), "unknown_key"},
 		{"no subject", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("sub", nil)), "no_subject"},
+		// Expressions read the claims as user: their cost estimate relies on these bounds.
+		{"token over 16 KiB", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("note", strings.Repeat("n", 13<<10))), "too_large"},
+		{"claim string over 1 KiB", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("name", strings.Repeat("n", 1025))), "too_large"},
+		{"claim list over 64 items", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("groups", make([]string, 65))), "too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user, fail := v.Identify(request(tc.auth))

@@ -246,13 +246,26 @@ func (s *Schema) names() []string {
 
 // checkBounds enforces the generic bounds on metadata.
 func checkBounds(md map[string]any, explain bool) error {
-	if len(md) > MaxKeys {
+	return bounds("metadata", md, explain)
+}
+
+// CheckBounds enforces the generic bounds on another object of the request (the user's
+// claims), which expressions read as they read metadata; what names it in the error.
+func CheckBounds(what string, m map[string]any) error {
+	if bounds(what, m, false) == nil {
+		return nil
+	}
+	return bounds(what, m, true)
+}
+
+func bounds(what string, m map[string]any, explain bool) error {
+	if len(m) > MaxKeys {
 		if !explain {
 			return errInvalid
 		}
-		return fmt.Errorf("metadata has %d keys, more than %d", len(md), MaxKeys)
+		return fmt.Errorf("%s has %d keys, more than %d", what, len(m), MaxKeys)
 	}
-	return checkNested("metadata", md, 0, explain)
+	return checkNested(what, m, 0, explain)
 }
 
 // checkValue checks one value at depth (top-level metadata values are at depth 1); path
