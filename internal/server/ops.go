@@ -1,7 +1,11 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -47,10 +51,19 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 
 // handleAdminReload runs the loader now, even when no file changed: 200 with the reload status
 // when the new configuration is applied, 422 with every error when it is rejected (the last good
-// configuration keeps serving).
+// configuration keeps serving), 503 when it could not run in time.
 func (s *Server) handleAdminReload() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		st, err := s.reloader.Reload(c.Request.Context(), reload.TriggerAdmin)
+		// A reload ends within its own deadline, but may have to wait for one already running:
+		// the answer comes within the deadline and a second, always as JSON.
+		wait := s.reloadTimeout + time.Second
+		ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
+		defer cancel()
+		st, err := s.reloader.Reload(ctx, reload.TriggerAdmin)
+		if errors.Is(err, context.DeadlineExceeded) {
+			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeInternal, message: fmt.Sprintf("reload did not finish within %s: another reload was running; the last good configuration keeps serving, try again", wait)})
+			return
+		}
 		if err != nil {
 			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeInternal, message: "reload did not run: " + err.Error()})
 			return

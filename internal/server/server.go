@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -43,8 +44,10 @@ type Options struct {
 	Configs Configs
 	// Reloader serves the admin API's reload and config endpoints.
 	Reloader Reloader
-	Anam     Minter
-	Metrics  *Metrics
+	// ReloadTimeout is the reloader's deadline (reload.DefaultTimeout when zero).
+	ReloadTimeout time.Duration
+	Anam          Minter
+	Metrics       *Metrics
 	// Identity tells who is asking for a token; nil is anonymous.
 	Identity identity.Identifier
 	// RateLimit limits token requests per user (or client address); nil is no limit.
@@ -59,16 +62,18 @@ type Options struct {
 
 // Server answers the service's HTTP requests.
 type Server struct {
-	engine      *gin.Engine
-	log         *slog.Logger
-	configs     Configs
-	reloader    Reloader
-	identity    identity.Identifier
-	limiter     *ratelimit.Limiter
-	anam        Minter
-	metrics     *Metrics
-	adminToken  string
-	corsOrigins []string
+	engine   *gin.Engine
+	log      *slog.Logger
+	configs  Configs
+	reloader Reloader
+	// reloadTimeout is the reloader's deadline, which bounds the admin API's wait for it.
+	reloadTimeout time.Duration
+	identity      identity.Identifier
+	limiter       *ratelimit.Limiter
+	anam          Minter
+	metrics       *Metrics
+	adminToken    string
+	corsOrigins   []string
 }
 
 func init() {
@@ -79,16 +84,17 @@ func init() {
 // New builds a Server. It fails only on an invalid trusted-proxy CIDR.
 func New(opts Options) (*Server, error) {
 	s := &Server{
-		engine:      gin.New(),
-		log:         opts.Logger,
-		configs:     opts.Configs,
-		reloader:    opts.Reloader,
-		identity:    opts.Identity,
-		limiter:     opts.RateLimit,
-		anam:        opts.Anam,
-		metrics:     opts.Metrics,
-		adminToken:  opts.AdminToken,
-		corsOrigins: opts.CORSOrigins,
+		engine:        gin.New(),
+		log:           opts.Logger,
+		configs:       opts.Configs,
+		reloader:      opts.Reloader,
+		reloadTimeout: cmp.Or(opts.ReloadTimeout, reload.DefaultTimeout),
+		identity:      opts.Identity,
+		limiter:       opts.RateLimit,
+		anam:          opts.Anam,
+		metrics:       opts.Metrics,
+		adminToken:    opts.AdminToken,
+		corsOrigins:   opts.CORSOrigins,
 	}
 	s.engine.HandleMethodNotAllowed = true
 	s.engine.ContextWithFallback = true
