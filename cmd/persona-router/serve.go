@@ -26,8 +26,9 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
-// shutdownGrace is how long in-flight requests may take to finish after SIGTERM.
-const shutdownGrace = 15 * time.Second
+// shutdownDrain is how long requests cut short at the end of the shutdown grace have to write
+// their 503 before their connections are closed.
+const shutdownDrain = 5 * time.Second
 
 // serveConfig is what `serve` runs with.
 type serveConfig struct {
@@ -40,8 +41,10 @@ type serveConfig struct {
 	logFormat   string
 	watch       bool
 	poll        time.Duration
-	apiKey      string
-	adminToken  string
+	// reloadTimeout bounds every load and reload.
+	reloadTimeout time.Duration
+	apiKey        string
+	adminToken    string
 
 	auth           string
 	jwt            identity.JWTOptions
@@ -50,6 +53,9 @@ type serveConfig struct {
 	rateLimit      string
 	rateBurst      int
 	trustedProxies []string
+
+	// shutdownGrace is how long in-flight requests may take to finish after SIGTERM.
+	shutdownGrace time.Duration
 }
 
 // envFlags maps each flag to the environment variable that sets it when the flag is absent.
@@ -64,6 +70,7 @@ var envFlags = []struct{ flag, env string }{
 	{"log-format", "LOG_FORMAT"},
 	{"watch", "WATCH"},
 	{"poll-interval", "POLL_INTERVAL"},
+	{"reload-timeout", "RELOAD_TIMEOUT"},
 	{"auth", "AUTH_MODE"},
 	{"jwt-jwks-url", "JWT_JWKS_URL"},
 	{"jwt-issuer", "JWT_ISSUER"},
@@ -73,6 +80,7 @@ var envFlags = []struct{ flag, env string }{
 	{"rate-limit", "RATE_LIMIT"},
 	{"rate-burst", "RATE_BURST"},
 	{"trusted-proxies", "TRUSTED_PROXIES"},
+	{"shutdown-grace", "SHUTDOWN_GRACE"},
 }
 
 // parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
@@ -89,6 +97,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.logFormat, "log-format", "json", "log format: json or text (env LOG_FORMAT)")
 	fs.BoolVar(&cfg.watch, "watch", true, "reload when files in --rules or --personas change (env WATCH)")
 	fs.DurationVar(&cfg.poll, "poll-interval", 0, "also check the files for changes this often, for file systems without change events; 0 is off (env POLL_INTERVAL)")
+	fs.DurationVar(&cfg.reloadTimeout, "reload-timeout", reload.DefaultTimeout, "how long a load or reload may take before it is rejected and the last good configuration keeps serving (env RELOAD_TIMEOUT)")
 	fs.StringVar(&cfg.auth, "auth", "none", "who may ask for tokens: none, jwt or header (env AUTH_MODE)")
 	fs.StringVar(&cfg.jwt.JWKSURL, "jwt-jwks-url", "", "JWKS URL of the keys verifying RS/PS/ES/EdDSA tokens, with --auth jwt (env JWT_JWKS_URL)")
 	fs.StringVar(&cfg.jwt.Issuer, "jwt-issuer", "", "required iss of tokens, with --auth jwt (env JWT_ISSUER)")
@@ -98,6 +107,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "token requests allowed per user or client address, like 10/min (also /s, /h); empty is no limit (env RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 0, "requests allowed at once; 0 is the limit's count (env RATE_BURST)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (env TRUSTED_PROXIES)")
+	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish; those still running then are answered 503 (env SHUTDOWN_GRACE)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET.\n\nFlags:")
 		fs.PrintDefaults()
@@ -128,6 +138,12 @@ func (cfg *serveConfig) validate() error {
 	}
 	if cfg.poll < 0 {
 		return fmt.Errorf("--poll-interval must not be negative, got %s", cfg.poll)
+	}
+	if cfg.shutdownGrace < 0 {
+		return fmt.Errorf("--shutdown-grace must not be negative, got %s", cfg.shutdownGrace)
+	}
+	if cfg.reloadTimeout <= 0 {
+		return fmt.Errorf("--reload-timeout must be positive, got %s", cfg.reloadTimeout)
 	}
 	if cfg.anamTimeout <= 0 {
 		return fmt.Errorf("--anam-timeout must be positive, got %s", cfg.anamTimeout)
@@ -220,7 +236,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log := newLogger(cfg.logFormat, stderr)
 
 	metrics := server.NewMetrics()
-	configs, err := reload.New(cfg.dirs, log, reload.NewMetrics(metrics.Registry))
+	configs, err := reload.New(cfg.dirs, cfg.reloadTimeout, log, reload.NewMetrics(metrics.Registry))
 	if err != nil {
 		errs := source.AsErrors(err)
 		for _, e := range errs {
@@ -278,6 +294,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Logger:         log,
 		Configs:        configs,
 		Reloader:       configs,
+		ReloadTimeout:  cfg.reloadTimeout,
 		Anam:           client,
 		Metrics:        metrics,
 		AdminToken:     cfg.adminToken,
@@ -295,6 +312,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("listening on %s: %w", cfg.addr, err)
 	}
 	httpServer := server.HTTPServer(cfg.addr, srv, cfg.anamTimeout, log)
+	// Every request's context derives from requests, so that the requests still running when
+	// the shutdown grace is over can be cut short.
+	requests, cutShort := context.WithCancelCause(context.Background())
+	defer cutShort(nil)
+	httpServer.BaseContext = func(net.Listener) context.Context { return requests }
 	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
 		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
 		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String(), "auth", cfg.auth, "rate_limit", cfg.rateLimit)
@@ -306,14 +328,35 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace.String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+	log.Info("shutting down: finishing in-flight requests", "grace", cfg.shutdownGrace.String())
+	if err := shutdown(httpServer, cfg.shutdownGrace, cutShort, log); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	<-served
 	log.Info("stopped")
+	return nil
+}
+
+// shutdown stops accepting connections at once and gives in-flight requests grace to finish.
+// The requests still running then are cut short through cutShort — their Anam calls end, and
+// they answer 503 shutting_down — and have shutdownDrain to write that answer before their
+// connections are closed. Requests that outlive the grace are expected (a slow Anam), so they
+// are no error: the service still exits 0.
+func shutdown(s *http.Server, grace time.Duration, cutShort context.CancelCauseFunc, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	log.Warn("shutdown grace is over: requests still running are answered 503 shutting_down", "grace", grace.String())
+	cutShort(server.ErrShuttingDown)
+	ctx, cancel = context.WithTimeout(context.Background(), shutdownDrain)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		log.Warn("closing the connections still open after the shutdown grace", "drain", shutdownDrain.String(), "error", err.Error())
+		// Close fails only on closing listeners, which the first Shutdown already closed.
+		_ = s.Close()
+	}
 	return nil
 }
 

@@ -465,6 +465,7 @@ func TestStartupRefusals(t *testing.T) {
 		{"bad timeout env", map[string]string{"ANAM_API_KEY": "k", "ANAM_TIMEOUT": "soon"}, nil, `ANAM_TIMEOUT="soon"`},
 		{"bad anam url", map[string]string{"ANAM_API_KEY": "k"}, []string{"--anam-url", "api.anam.ai"}, "--anam-url must be an http(s) URL"},
 		{"bad origin", map[string]string{"ANAM_API_KEY": "k", "CORS_ORIGINS": "app.example.com"}, nil, "is not an origin"},
+		{"negative shutdown grace", map[string]string{"ANAM_API_KEY": "k", "SHUTDOWN_GRACE": "-1s"}, nil, "--shutdown-grace must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -647,6 +648,33 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Errorf("run returned %v, want nil (exit 0)", err)
+	}
+}
+
+func TestRequestsPastTheShutdownGraceAnswer503(t *testing.T) {
+	arrived := make(chan struct{})
+	// Anam never answers; the call ends only when the service gives up on it.
+	u := newUpstream(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done()
+	})
+	s := startWithUpstream(t, u, nil, "--shutdown-grace", "100ms", "--anam-timeout", "5s")
+	result := make(chan answer, 1)
+	go func() { result <- s.post(t, "/api/session-token", nil) }()
+	<-arrived
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	a := <-result
+	code, ok := a.body["code"]
+	if a.status != http.StatusServiceUnavailable || !ok || code != "shutting_down" {
+		t.Errorf("request still running after the grace: %d %s, want 503 shutting_down", a.status, a.raw)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("run returned %v, want nil (exit 0)", err)
+	}
+	logs := s.logs.String()
+	if !strings.Contains(logs, "shutdown grace is over") || !strings.Contains(logs, `"msg":"stopped"`) {
+		t.Errorf("the log does not tell how the shutdown went:\n%s", logs)
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -37,7 +38,13 @@ const (
 	codeInvalidConfig       = "invalid_config"
 	codeInvalidMetadata     = "invalid_metadata"
 	codeRateLimited         = "rate_limited"
+	codeShuttingDown        = "shutting_down"
 )
+
+// ErrShuttingDown is the cause with which the service cancels the requests still running when
+// its shutdown grace is over (context.CancelCauseFunc on the requests' base context). A token
+// request whose Anam call ends for it answers 503 shutting_down.
+var ErrShuttingDown = errors.New("the service is shutting down")
 
 func invalidRequest(msg string) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: codeInvalidRequest, message: msg}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -92,10 +93,15 @@ func (s *Server) decodeTokenRequest(c *gin.Context) (expression.Input, *apiError
 var validContext = regexp.MustCompile(`^[A-Za-z0-9._-]{0,64}$`)
 
 // upstreamError maps a failed Anam call to the caller's answer, and logs what Anam said —
-// which never reaches the caller.
+// which never reaches the caller. A call cut short because the service is shutting down is
+// not Anam's doing, and is not counted as an Anam outcome.
 func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 	rl := logOf(c)
 	id := rl.id
+	if errors.Is(context.Cause(c.Request.Context()), ErrShuttingDown) {
+		s.log.Warn("Anam call cut short: the service is shutting down", "request_id", id)
+		return &apiError{status: http.StatusServiceUnavailable, code: codeShuttingDown, message: "the service is shutting down; retry"}
+	}
 	var ae *anam.Error
 	if !errors.As(err, &ae) {
 		s.log.Error("anam call failed", "request_id", id, "error", err.Error())
