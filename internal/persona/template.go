@@ -45,9 +45,9 @@ func Parse(path string, data []byte, c *expression.Compiler) (*Template, source.
 		return nil, source.Errors{source.Errorf(source.Pos{Path: path, Line: 1, Col: 1},
 			"persona file name %q does not give a valid id (expected lower-case letters, digits and dashes, starting with a letter or digit)", filepath.Base(path))}
 	}
-	root, err := source.Parse(path, data)
-	if err != nil {
-		return nil, source.Errors{err}
+	root, errs := source.Parse(path, data)
+	if errs != nil {
+		return nil, errs
 	}
 	if root == nil {
 		return nil, source.Errors{source.Errorf(source.Pos{Path: path, Line: 1, Col: 1}, "persona file is empty (expected at least name, avatarId and voiceId)")}

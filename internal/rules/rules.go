@@ -58,10 +58,40 @@ var (
 // Parse reads one rules file, compiling its expressions with c. An empty file is valid and
 // holds nothing.
 func Parse(path string, data []byte, c *expression.Compiler) (*File, source.Errors) {
-	root, perr := source.Parse(path, data)
-	if perr != nil {
-		return nil, source.Errors{perr}
+	root, perrs := source.Parse(path, data)
+	if perrs != nil {
+		return nil, perrs
 	}
+	return ParseTree(path, root, c)
+}
+
+// Entries returns the entries of the rules and tests lists of a rules file parsed by
+// source.Parse, without reading them, so that a loader can hold a configuration to its limits
+// before compiling anything. A list of the wrong shape has no entries (ParseTree reports it);
+// a list given twice counts twice, though ParseTree reads only the first.
+func Entries(root *yaml.Node) (ruleNodes, testNodes []*yaml.Node) {
+	if root == nil || root.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		var dst *[]*yaml.Node
+		switch root.Content[i].Value {
+		case "rules":
+			dst = &ruleNodes
+		case "tests":
+			dst = &testNodes
+		default:
+			continue
+		}
+		if items, err := source.Sequence("", root.Content[i+1], ""); err == nil {
+			*dst = append(*dst, items...)
+		}
+	}
+	return ruleNodes, testNodes
+}
+
+// ParseTree reads a rules file parsed by source.Parse, compiling its expressions with c.
+func ParseTree(path string, root *yaml.Node, c *expression.Compiler) (*File, source.Errors) {
 	f := &File{Path: path}
 	if root == nil {
 		return f, nil

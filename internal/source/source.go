@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,7 +41,14 @@ type Error struct {
 	Msg string
 }
 
-func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+// Error reads "path:line:col: message", or just the message for a problem that belongs to no
+// file (a reload past its deadline).
+func (e *Error) Error() string {
+	if e.Pos == (Pos{}) {
+		return e.Msg
+	}
+	return e.Pos.String() + ": " + e.Msg
+}
 
 // Errorf returns an Error at pos.
 func Errorf(pos Pos, format string, args ...any) *Error {
@@ -55,6 +63,17 @@ func (l Errors) Sort() {
 	slices.SortStableFunc(l, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.Pos.Path, b.Pos.Path), cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
 	})
+}
+
+// Cap keeps the first MaxErrors errors of a sorted list and ends it with one saying that
+// the rest are left out.
+func (l Errors) Cap() Errors {
+	if len(l) <= MaxErrors {
+		return l
+	}
+	first := l[MaxErrors].Pos
+	return append(l[:MaxErrors:MaxErrors], Errorf(Pos{Path: filepath.Dir(first.Path), Line: 1, Col: 1},
+		"too many errors: only the first %d are listed; fix them and load again to see the rest", MaxErrors))
 }
 
 // Add appends errs.
@@ -109,7 +128,27 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // Parse parses YAML text into its document node. A syntax error is reported at the line
 // yaml.v3 names; yaml.v3 gives no column, so the column is that of the line's first
 // non-blank character.
-func Parse(path string, data []byte) (*yaml.Node, *Error) {
+//
+// Before returning the tree, Parse measures it as it will be read, aliases expanded, and
+// refuses a document over MaxNodes or MaxExpandedBytes, or with a value over MaxStringBytes:
+// the callers walk the tree and follow aliases, and must never see a tree whose walk is
+// unbounded.
+func Parse(path string, data []byte) (*yaml.Node, Errors) {
+	root, _, errs := ParseSize(path, data)
+	return root, errs
+}
+
+// Size is what a document expands to when its aliases are followed.
+type Size struct {
+	// Nodes counts values, keys and list items.
+	Nodes int
+	// Bytes counts the text of the values and keys.
+	Bytes int
+}
+
+// ParseSize is Parse that also returns the size of the document it accepts, for a loader that
+// holds a whole configuration to MaxConfigNodes and MaxConfigExpandedBytes.
+func ParseSize(path string, data []byte) (*yaml.Node, Size, Errors) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg := err.Error()
@@ -120,12 +159,94 @@ func Parse(path string, data []byte) (*yaml.Node, *Error) {
 		} else {
 			msg = strings.TrimPrefix(msg, "yaml: ")
 		}
-		return nil, Errorf(Pos{Path: path, Line: line, Col: firstColumn(data, line)}, "YAML syntax error: %s", msg)
+		return nil, Size{}, Errors{Errorf(Pos{Path: path, Line: line, Col: firstColumn(data, line)}, "YAML syntax error: %s", msg)}
 	}
 	if len(doc.Content) == 0 {
-		return nil, nil
+		return nil, Size{}, nil
 	}
-	return doc.Content[0], nil
+	root := doc.Content[0]
+	m := &meter{path: path}
+	if m.node(root); m.errs != nil {
+		return nil, Size{}, m.errs
+	}
+	return root, m.total, nil
+}
+
+// meter measures a document once, in document order. Anchored nodes remember their size, so
+// every alias adds its anchor's size without walking it again and measuring stays linear in
+// the file however the aliases nest. It stops at the first node that takes the document over
+// a limit.
+type meter struct {
+	path    string
+	total   Size
+	aliased bool
+	// anchors holds the size of every anchored node measured to its end. As an anchor always
+	// comes before its aliases, an alias to an anchor not in it is inside that anchor.
+	anchors map[*yaml.Node]Size
+	errs    Errors
+	over    bool
+}
+
+func (m *meter) node(n *yaml.Node) {
+	if n.Kind == yaml.AliasNode {
+		m.alias(n)
+		return
+	}
+	start := m.total
+	m.total.Nodes++
+	m.total.Bytes += len(n.Value)
+	if n.Kind == yaml.ScalarNode && len(n.Value) > MaxStringBytes {
+		m.errs.Addf(At(m.path, n), "value is too long (%d bytes, limit %d bytes = %d KiB)", len(n.Value), MaxStringBytes, MaxStringBytes>>10)
+	}
+	if m.checkTotal(n) {
+		return
+	}
+	for _, c := range n.Content {
+		if m.node(c); m.over {
+			return
+		}
+	}
+	if n.Anchor != "" {
+		if m.anchors == nil {
+			m.anchors = map[*yaml.Node]Size{}
+		}
+		m.anchors[n] = Size{m.total.Nodes - start.Nodes, m.total.Bytes - start.Bytes}
+	}
+}
+
+func (m *meter) alias(n *yaml.Node) {
+	target := n.Alias
+	if target == nil {
+		return // yaml.v3 refuses an alias to an unknown anchor while parsing
+	}
+	s, measured := m.anchors[target]
+	if !measured {
+		m.errs.Addf(At(m.path, n), "alias *%s is used inside its own anchor &%s, which makes the value endless", n.Value, target.Anchor)
+		m.over = true
+		return
+	}
+	m.aliased = true
+	m.total.Nodes += s.Nodes
+	m.total.Bytes += s.Bytes
+	m.checkTotal(n)
+}
+
+// checkTotal reports, at n, a document that n takes over a limit, and stops the measuring.
+func (m *meter) checkTotal(n *yaml.Node) bool {
+	what := "too large"
+	if m.aliased {
+		what = "too large after expanding aliases"
+	}
+	switch {
+	case m.total.Nodes > MaxNodes:
+		m.errs.Addf(At(m.path, n), "%s (%d nodes, limit %d)", what, m.total.Nodes, MaxNodes)
+	case m.total.Bytes > MaxExpandedBytes:
+		m.errs.Addf(At(m.path, n), "%s (%d bytes of text, limit %d)", what, m.total.Bytes, MaxExpandedBytes)
+	default:
+		return false
+	}
+	m.over = true
+	return true
 }
 
 func firstColumn(data []byte, line int) int {
