@@ -4,15 +4,20 @@
 package config
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
@@ -40,7 +45,7 @@ func Load(dirs Dirs) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return files.Build()
+	return files.Build(context.Background())
 }
 
 // Files is a configuration as read from disk, before it is parsed.
@@ -53,23 +58,15 @@ type Files struct {
 	rules    []file
 }
 
-// Read reads the configuration files of both directories.
+// Read reads the configuration files of both directories, holding them to the limits on
+// files and bytes before reading them.
 func Read(dirs Dirs) (*Files, error) {
-	personas, perr := readDir(dirs.Personas, "personas")
-	rules, rerr := readDir(dirs.Rules, "rules")
-	var errs source.Errors
-	for _, err := range []error{perr, rerr} {
-		var list source.Errors
-		switch {
-		case err == nil:
-		case errors.As(err, &list):
-			errs.Add(list...)
-		default:
-			return nil, err
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errs
+	var r reader
+	personas := r.readDir(dirs.Personas, "personas", source.MaxPersonas)
+	rules := r.readDir(dirs.Rules, "rules", source.MaxRuleFiles)
+	if len(r.errs) > 0 {
+		r.errs.Sort()
+		return nil, r.errs.Cap()
 	}
 	return &Files{Dirs: dirs, Version: version(personas, rules), personas: personas, rules: rules}, nil
 }
@@ -84,36 +81,128 @@ func IsConfigFile(name string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
-// readDir reads the configuration files of dir in name order. Symbolic links are followed, as
-// a Kubernetes ConfigMap volume is made of them; subdirectories are not read.
-func readDir(dir, what string) ([]file, error) {
+// reader reads the files of a configuration, keeping count of their bytes across both
+// directories and collecting every problem.
+type reader struct {
+	bytes int64
+	// full is set once the configuration is over MaxConfigBytes; nothing more is read then.
+	full bool
+	errs source.Errors
+}
+
+// readDir reads the configuration files of dir in name order, at most limit of them. Symbolic
+// links are followed, as a Kubernetes ConfigMap volume is made of them; subdirectories are not
+// read.
+func (r *reader) readDir(dir, what string, limit int) []file {
+	dirPos := source.Pos{Path: dir, Line: 1, Col: 1}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, source.Errors{source.Errorf(source.Pos{Path: dir, Line: 1, Col: 1}, "%s directory does not exist", what)}
+		r.errs.Addf(dirPos, "%s directory %s", what, problem(dir, err, "does not exist"))
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		if IsConfigFile(e.Name()) {
+			names = append(names, e.Name())
 		}
-		return nil, fmt.Errorf("reading %s directory %s: %w", what, dir, err)
+	}
+	if len(names) > limit {
+		r.errs.Addf(dirPos, "too many files: the %s directory holds %d YAML files (limit %d)", what, len(names), limit)
+		return nil
 	}
 	var files []file
-	for _, e := range entries {
-		if !IsConfigFile(e.Name()) {
-			continue
+	for _, name := range names {
+		if r.full {
+			break
 		}
-		path := filepath.Join(dir, e.Name())
+		path := filepath.Join(dir, name)
+		pos := source.Pos{Path: path, Line: 1, Col: 1}
 		info, err := os.Stat(path)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
+			r.errs.Addf(pos, "%s", problem(path, err, "was removed while it was being read"))
+			continue
 		}
 		if !info.Mode().IsRegular() {
 			continue
 		}
-		data, err := os.ReadFile(path)
+		if info.Size() > source.MaxFileBytes {
+			r.errs.Addf(pos, "file is too large (%d bytes, limit %d bytes = 1 MiB)", info.Size(), source.MaxFileBytes)
+			continue
+		}
+		if r.over(dirPos, name, info.Size()) {
+			break
+		}
+		data, err := readFile(path, info.Size())
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
+			r.errs.Addf(pos, "%s", problem(path, err, "was removed while it was being read"))
+			continue
+		}
+		if len(data) > source.MaxFileBytes {
+			r.errs.Addf(pos, "file is too large (more than the limit of %d bytes = 1 MiB)", source.MaxFileBytes)
+			continue
+		}
+		r.bytes += int64(len(data))
+		if r.over(dirPos, name, 0) {
+			break
 		}
 		files = append(files, file{path: path, data: data})
 	}
-	return files, nil
+	return files
+}
+
+// over reports, at pos, a configuration that the file name, of size more bytes, would take
+// over MaxConfigBytes, and stops the reading.
+func (r *reader) over(pos source.Pos, name string, more int64) bool {
+	if total := r.bytes + more; total > source.MaxConfigBytes {
+		r.errs.Addf(pos, "configuration is too large: with %s its files come to %d bytes (limit %d bytes = 32 MiB for both directories)", name, total, source.MaxConfigBytes)
+		r.full = true
+	}
+	return r.full
+}
+
+// readFile reads at most one byte more than MaxFileBytes of the file at path, whose size was
+// size when it was checked: a file that has grown since is cut short there, and refused.
+func readFile(path string, size int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	in := io.LimitReader(f, source.MaxFileBytes+1)
+	data := make([]byte, 0, max(size+1, 512))
+	for {
+		n, err := in.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		switch {
+		case err == io.EOF:
+			return data, nil
+		case err != nil:
+			return nil, err
+		case len(data) == cap(data):
+			data = append(data, 0)[:len(data)]
+		}
+	}
+}
+
+// problem says why path could not be read, for an error positioned at path: gone (absent,
+// with the caller's words), a symbolic link to nothing, a symbolic link loop, or what the
+// system said.
+func problem(path string, err error, absent string) string {
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		target, _ := os.Readlink(path)
+		return fmt.Sprintf("is a symbolic link to %s, which leads into a symbolic link loop", target)
+	case errors.Is(err, fs.ErrNotExist):
+		if target, lerr := os.Readlink(path); lerr == nil {
+			return fmt.Sprintf("is a symbolic link to %s, which does not exist", target)
+		}
+		return absent
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return "cannot be read: " + err.Error()
 }
 
 // version hashes the names and contents of every file, so that equal configurations have equal
@@ -129,13 +218,21 @@ func version(groups ...[]file) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-// Build parses, compiles, links and tests the files into a snapshot, or returns every error.
-func (files *Files) Build() (*Snapshot, error) {
+// Build parses, compiles, links and tests the files into a snapshot, or returns every error
+// (up to source.MaxErrors). When ctx ends it stops between two files or two rule tests and
+// returns ctx's error.
+func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	dirs, personaFiles, ruleFiles := files.Dirs, files.personas, files.rules
 	var errs source.Errors
 	compiler := expression.NewCompiler()
 	templates := make(map[string]*persona.Template, len(personaFiles))
 	for _, f := range personaFiles {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(errs) > source.MaxErrors {
+			break
+		}
 		t, terrs := persona.Parse(f.path, f.data, compiler)
 		errs.Add(terrs...)
 		if t == nil {
@@ -155,8 +252,31 @@ func (files *Files) Build() (*Snapshot, error) {
 	personasOK := len(errs) == 0
 
 	var parsed []*rules.File
+	var ruleCount, testCount int
+	var expanded source.Size
 	for _, f := range ruleFiles {
-		rf, rerrs := rules.Parse(f.path, f.data, compiler)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(errs) > source.MaxErrors {
+			break
+		}
+		root, size, perrs := source.ParseSize(f.path, f.data)
+		if perrs != nil {
+			errs.Add(perrs...)
+			continue
+		}
+		// The configuration's size, rules and tests are counted before a file is read further;
+		// past a limit, nothing more is.
+		over := expand(f.path, size, &expanded)
+		ruleNodes, testNodes := rules.Entries(root)
+		over.Add(count(f.path, ruleNodes, &ruleCount, source.MaxRules, "rule")...)
+		over.Add(count(f.path, testNodes, &testCount, source.MaxTests, "rule test")...)
+		if over != nil {
+			errs.Add(over...)
+			break
+		}
+		rf, rerrs := rules.ParseTree(f.path, root, compiler)
 		errs.Add(rerrs...)
 		if rf != nil {
 			parsed = append(parsed, rf)
@@ -188,12 +308,40 @@ func (files *Files) Build() (*Snapshot, error) {
 	}
 	if len(errs) > 0 {
 		errs.Sort()
-		return nil, errs
+		return nil, errs.Cap()
 	}
-	if err := s.runTests(); err != nil {
+	if err := s.runTests(ctx); err != nil {
+		var list source.Errors
+		if errors.As(err, &list) {
+			return nil, list.Cap()
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// expand adds the size of the rules file at path to *total, or reports a configuration that
+// it takes over MaxConfigNodes or MaxConfigExpandedBytes.
+func expand(path string, size source.Size, total *source.Size) source.Errors {
+	total.Nodes += size.Nodes
+	total.Bytes += size.Bytes
+	pos := source.Pos{Path: path, Line: 1, Col: 1}
+	switch {
+	case total.Nodes > source.MaxConfigNodes:
+		return source.Errors{source.Errorf(pos, "configuration is too large after expanding aliases: with this file its rules files come to %d nodes (limit %d)", total.Nodes, source.MaxConfigNodes)}
+	case total.Bytes > source.MaxConfigExpandedBytes:
+		return source.Errors{source.Errorf(pos, "configuration is too large after expanding aliases: with this file its rules files come to %d bytes of text (limit %d)", total.Bytes, source.MaxConfigExpandedBytes)}
+	}
+	return nil
+}
+
+// count adds the entries of a file to *total, or reports the first entry over limit.
+func count(path string, entries []*yaml.Node, total *int, limit int, what string) source.Errors {
+	if *total+len(entries) <= limit {
+		*total += len(entries)
+		return nil
+	}
+	return source.Errors{source.Errorf(source.At(path, entries[limit-*total]), "too many %ss: this is %s %d of the configuration (limit %d)", what, what, limit+1, limit)}
 }
 
 // linkRules points every rule at the persona fields it renders: its persona's, with the
