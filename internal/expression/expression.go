@@ -17,6 +17,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/checker/nature"
 	"github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
@@ -111,7 +112,7 @@ func (c *Compiler) Check(src string) (*vm.Program, error) {
 func compile(src string) (*vm.Program, []variable, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
-		_, err = expr.Compile(src, options(nil)...) // reports the syntax error as expr words it
+		_, err = checker.ParseCheck(src, config(nil)) // reports the syntax error as expr words it
 		return nil, nil, err
 	}
 	if err := unavailable(tree); err != nil {
@@ -149,14 +150,7 @@ func (f visitFunc) Visit(n *ast.Node) { f(n) }
 // optimizing: the estimate reads the tree the author wrote, with its types, before the
 // optimizer rewrites it. Only tests of the run-time guards build without the estimate.
 func build(src string, vars []variable, estimated bool) (*vm.Program, Cost, error) {
-	cfg := conf.CreateNew()
-	for _, op := range options(vars) {
-		op(cfg)
-	}
-	for name := range cfg.Disabled {
-		delete(cfg.Builtins, name)
-	}
-	cfg.Check()
+	cfg := config(vars)
 	tree, err := checker.ParseCheck(src, cfg)
 	if err != nil {
 		return nil, Cost{}, err
@@ -202,17 +196,12 @@ var builtins = []string{
 	"duration", "date",
 }
 
-func options(vars []variable) []expr.Option {
-	object := types.TypeOf(map[string]any{})
-	env := types.Map{"context": types.String, "metadata": object, "user": object, meterVar: types.TypeOf(&meter{})}
-	for _, v := range vars {
-		if v.key != "" {
-			env[v.name] = types.Any
-		}
-	}
-	opts := []expr.Option{
-		expr.Env(env),
-		expr.DisableAllBuiltins(),
+// base is the configuration every expression compiles with, but for its environment. It is
+// built once: expr's table of builtins and the guard functions cost more to build than a short
+// expression costs to compile. Nothing writes to it after init.
+var base = func() *conf.Config {
+	cfg := conf.CreateNew()
+	opts := append([]expr.Option{
 		expr.Function("bucket", func(params ...any) (any, error) {
 			key, ok := params[0].(string)
 			if !ok {
@@ -222,11 +211,33 @@ func options(vars []variable) []expr.Option {
 		}, new(func(string) int)),
 		expr.MaxNodes(MaxNodes),
 		expr.Patch(flattener{}),
+	}, guardOptions()...)
+	for _, op := range opts {
+		op(cfg)
 	}
-	for _, name := range builtins {
-		opts = append(opts, expr.EnableBuiltin(name))
+	for name := range cfg.Builtins {
+		if !slices.Contains(builtins, name) {
+			delete(cfg.Builtins, name)
+		}
 	}
-	return append(opts, guardOptions()...)
+	cfg.Check()
+	return cfg
+}()
+
+// config returns the configuration compiling an expression that reads vars: the request's
+// parts, the flattened member reads, and the meter.
+func config(vars []variable) *conf.Config {
+	object := types.TypeOf(map[string]any{})
+	env := types.Map{"context": types.String, "metadata": object, "user": object, meterVar: types.TypeOf(&meter{})}
+	for _, v := range vars {
+		if v.key != "" {
+			env[v.name] = types.Any
+		}
+	}
+	cfg := *base
+	cfg.NtCache = nature.Cache{} // the checker fills it: one per compilation
+	cfg.WithEnv(env)
+	return &cfg
 }
 
 // variables lists what an expression reads: the member reads that can be flattened, and the
