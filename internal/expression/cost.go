@@ -187,7 +187,7 @@ type estimator struct {
 	err *file.Error
 }
 
-// Estimate returns the worst-case cost of a checked expression tree, or an error located at
+// estimate returns the worst-case cost of a checked expression tree, or an error located at
 // the innermost part that goes over budget or whose cost cannot be bounded.
 func estimate(root ast.Node) (Cost, *file.Error) {
 	e := &estimator{vars: map[string]*bound{}}
@@ -335,32 +335,14 @@ func (e *estimator) visit(n ast.Node) est {
 		}
 		return r
 	case *ast.ArrayNode:
-		r := est{steps: 1, b: &bound{items: int64(len(n.Nodes))}}
-		for _, item := range n.Nodes {
-			x := e.node(item)
-			r = r.plus(x)
-			r.b.elem = join(r.b.elem, x.b)
-		}
-		if r.b.elem == nil {
-			r.b.elem = &bound{}
-		}
-		r.mem = add(r.mem, itemBytes*int64(len(n.Nodes)))
-		return r
+		return e.literal(n.Nodes, nil)
 	case *ast.MapNode:
-		r := est{steps: 1, b: &bound{items: int64(len(n.Pairs))}}
-		for _, p := range n.Pairs {
+		keys, values := make([]ast.Node, len(n.Pairs)), make([]ast.Node, len(n.Pairs))
+		for i, p := range n.Pairs {
 			pair := p.(*ast.PairNode)
-			k, v := e.node(pair.Key), e.node(pair.Value)
-			r = r.plus(k).plus(v)
-			r.b.elem = join(r.b.elem, v.b)
+			keys[i], values[i] = pair.Key, pair.Value
 		}
-		if r.b.elem == nil {
-			r.b.elem = &bound{}
-		}
-		r.mem = add(r.mem, itemBytes*int64(len(n.Pairs)))
-		return r
-	case *ast.PairNode:
-		return e.node(n.Value)
+		return e.literal(values, keys)
 	case *ast.BinaryNode:
 		return e.binary(n)
 	case *ast.CallNode:
@@ -371,6 +353,28 @@ func (e *estimator) visit(n ast.Node) est {
 		return e.node(n.Node)
 	}
 	return e.fail(n, "%s cannot be used in persona-router expressions", clip(n))
+}
+
+// literal estimates a list literal, or a map literal of keys and values: one item per value,
+// each item as large as the largest value.
+func (e *estimator) literal(values, keys []ast.Node) est {
+	r := est{steps: 1, mem: itemBytes * int64(len(values)), b: &bound{items: int64(len(values)), elem: &bound{}}}
+	for _, k := range keys {
+		r = r.plus(e.node(k))
+	}
+	for i, v := range values {
+		x := e.node(v)
+		r = r.plus(x)
+		if i == 0 {
+			r.b.elem = x.b
+		} else {
+			r.b.elem = join(r.b.elem, x.b)
+		}
+	}
+	if r.b.elem == nil {
+		r.b.elem = &bound{}
+	}
+	return r
 }
 
 func (e *estimator) identifier(name string) *bound {
@@ -415,7 +419,7 @@ func (e *estimator) binary(n *ast.BinaryNode) est {
 		}
 	case "==", "!=":
 		// Lists and maps compare item by item.
-		out.steps = add(out.steps, work(min(sizeOf(l.b), sizeOf(r.b))))
+		out.steps = add(out.steps, work(min(l.b.size(), r.b.size())))
 	case "<", ">", "<=", ">=":
 		out.steps = add(out.steps, work(min(bytesOf(l.b), bytesOf(r.b))))
 	case "contains", "startsWith", "endsWith":
@@ -425,14 +429,12 @@ func (e *estimator) binary(n *ast.BinaryNode) est {
 		out.steps = add(out.steps, work(mul(bytesOf(l.b), max(bytesOf(r.b), 1))))
 	case "in":
 		items := max(itemsOf(r.b), 1)
-		out.steps = add(out.steps, mul(items, work(sizeOf(l.b))))
+		out.steps = add(out.steps, mul(items, work(l.b.size())))
 	case "??":
 		out.b = join(l.b, r.b)
 	}
 	return out
 }
-
-func sizeOf(b *bound) int64 { return b.size() }
 
 // concat adds the building of a string of a + b to out.
 func concat(out est, a, b *bound) est {
@@ -468,7 +470,7 @@ func (e *estimator) call(n *ast.CallNode) est {
 	key := e.node(n.Arguments[0])
 	out := key.plus(scalar(1))
 	out.b = nil
-	out.steps = add(out.steps, work(sizeOf(key.b)))
+	out.steps = add(out.steps, work(key.b.size()))
 	return out
 }
 
@@ -502,7 +504,7 @@ func (e *estimator) builtin(n *ast.BuiltinNode) est {
 	case "sum", "max", "min", "mean", "median":
 		out.steps = add(out.steps, itemsOf(first()))
 	case "string":
-		out = built(out, add(mul(sizeOf(first()), 2), 32))
+		out = built(out, add(mul(first().size(), 2), 32))
 	case "trim", "trimPrefix", "trimSuffix", "upper", "lower":
 		out = built(out, bytesOf(first()))
 	case "split", "splitAfter":
@@ -513,7 +515,7 @@ func (e *estimator) builtin(n *ast.BuiltinNode) est {
 	case "indexOf", "lastIndexOf", "hasPrefix", "hasSuffix", "duration", "date":
 		size := int64(0)
 		for _, a := range args {
-			size = add(size, sizeOf(a.b))
+			size = add(size, a.b.size())
 		}
 		out.steps = add(out.steps, work(size))
 	case "repeat":
@@ -608,11 +610,11 @@ func (e *estimator) reduce(n *ast.BuiltinNode, pred *ast.PredicateNode, out est,
 			out.mem = add(out.mem, mul(rest, body.mem))
 			break
 		}
-		growth := sizeOf(next) - sizeOf(acc)
+		growth := next.size() - acc.size()
 		if growth == prevGrowth && growth > 0 && i >= 2 {
 			// Growing by the same amount each time: the rest follows arithmetically.
 			rest := items - i - 1
-			last := add(sizeOf(next), mul(rest, growth))
+			last := add(next.size(), mul(rest, growth))
 			// Each later iteration copies at most the final accumulator.
 			out.steps = add(out.steps, mul(rest, add(add(body.steps, 2), work(last))))
 			out.mem = add(out.mem, mul(rest, add(body.mem, last)))

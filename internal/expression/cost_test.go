@@ -71,12 +71,12 @@ func TestRunTimeGuardsStopWhatTheEstimateWouldRefuse(t *testing.T) {
 		`len(join(map(1..1000, repeat("y", 2000)), ",")) > 0`,
 		`len(replace(repeat("a", 1000), "", repeat("b", 2000))) > 0`,
 	} {
-		tree := variables(mustParse(t, src))
-		p, _, err := build(src, tree, false)
+		vars := variables(mustParse(t, src))
+		p, _, err := build(src, vars, false)
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
-		ev := Acquire(Input{}, &Layout{vars: tree})
+		ev := Acquire(Input{}, &Layout{vars: vars})
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		_, err = ev.Eval(p)
@@ -105,13 +105,11 @@ func FuzzEstimateBoundsEvaluation(f *testing.F) {
 	f.Fuzz(func(t *testing.T, exprSeed, inputSeed uint64) {
 		g := gen{r: rand.New(rand.NewPCG(exprSeed, 1))}
 		src := g.boolExpr(3)
-		c := NewCompiler()
 		p, vars, err := compile(src)
 		if err != nil {
 			return // refused at load: nothing to check
 		}
 		_, cost, _ := build(src, vars, true)
-		_ = c
 		in := randomInput(rand.New(rand.NewPCG(inputSeed, 2)))
 		ev := Acquire(in, &Layout{vars: vars})
 		defer ev.Release()
@@ -132,13 +130,13 @@ func FuzzEstimateBoundsEvaluation(f *testing.F) {
 	})
 }
 
-func mustParse(t *testing.T, src string) ast_Node {
+func mustParse(t *testing.T, src string) ast.Node {
 	t.Helper()
-	tree, err := parseTree(src)
+	tree, err := parser.Parse(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tree
+	return tree.Node
 }
 
 // gen writes random expressions over the request from the functions authors use.
@@ -231,16 +229,6 @@ func randomInput(r *rand.Rand) Input {
 		Metadata: map[string]any{"name": s(), "tier": s(), "tags": list()},
 		User:     map[string]any{"id": s(), "groups": list()},
 	}
-}
-
-type ast_Node = ast.Node
-
-func parseTree(src string) (ast.Node, error) {
-	tree, err := parser.Parse(src)
-	if err != nil {
-		return nil, err
-	}
-	return tree.Node, nil
 }
 
 // Expressions near the budget, on requests filled to the bounds: what one evaluation can cost
