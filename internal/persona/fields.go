@@ -226,16 +226,18 @@ func (f *Fields) Render(ev *expression.Evaluator) (anam.PersonaConfig, error) {
 		fieldName: &c.Name, fieldAvatarID: &c.AvatarID, fieldVoiceID: &c.VoiceID, fieldLLMID: &c.LLMID,
 		fieldSystemPrompt: &c.SystemPrompt, fieldLanguageCode: &c.LanguageCode, fieldAvatarModel: &c.AvatarModel,
 	}
+	size := 0
 	for i, dst := range targets {
 		if *dst, err = f.render(ev, textField(i)); err != nil {
 			return anam.PersonaConfig{}, err
 		}
+		size += len(*dst)
 	}
 	if c.Name == "" {
 		return anam.PersonaConfig{}, &RenderError{Field: "name", Err: fmt.Errorf("rendered empty (a name is required)")}
 	}
-	if n := len(c.Name) + len(c.AvatarID) + len(c.VoiceID) + len(c.LLMID) + len(c.SystemPrompt) + len(c.LanguageCode) + len(c.AvatarModel); n > MaxRenderedBytes {
-		return anam.PersonaConfig{}, &RenderError{Field: "personaConfig", Err: fmt.Errorf("rendered to %d bytes of text, more than the %d KiB a request to Anam may carry", n, MaxRenderedBytes>>10)}
+	if size > MaxRenderedBytes {
+		return anam.PersonaConfig{}, &RenderError{Field: "personaConfig", Err: fmt.Errorf("rendered to %d bytes of text, more than the %d KiB a request to Anam may carry", size, MaxRenderedBytes>>10)}
 	}
 	if s := f.maxSessionLengthSeconds; s != nil {
 		c.MaxSessionLengthSeconds = s.value
