@@ -132,7 +132,7 @@ func (r *reader) readDir(dir, what string, limit int) []file {
 		if r.over(dirPos, name, info.Size()) {
 			break
 		}
-		data, err := readFile(path, info.Size())
+		data, err := readFile(path)
 		if err != nil {
 			r.errs.Addf(pos, "%s", problem(path, err, "was removed while it was being read"))
 			continue
@@ -160,28 +160,15 @@ func (r *reader) over(pos source.Pos, name string, more int64) bool {
 	return r.full
 }
 
-// readFile reads at most one byte more than MaxFileBytes of the file at path, whose size was
-// size when it was checked: a file that has grown since is cut short there, and refused.
-func readFile(path string, size int64) ([]byte, error) {
+// readFile reads at most one byte more than MaxFileBytes of the file at path: a file that has
+// grown since its size was checked is cut short there, and refused.
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	in := io.LimitReader(f, source.MaxFileBytes+1)
-	data := make([]byte, 0, max(size+1, 512))
-	for {
-		n, err := in.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		switch {
-		case err == io.EOF:
-			return data, nil
-		case err != nil:
-			return nil, err
-		case len(data) == cap(data):
-			data = append(data, 0)[:len(data)]
-		}
-	}
+	return io.ReadAll(io.LimitReader(f, source.MaxFileBytes+1))
 }
 
 // problem says why path could not be read, for an error positioned at path: gone (absent,
