@@ -104,17 +104,7 @@ func TestLoadBad(t *testing.T) {
 			}
 
 			snap, err := config.Load(dirsIn(root))
-			if err == nil {
-				t.Fatalf("Load succeeded (version %s), want errors:\n%s", snap.Version, strings.Join(wants, "\n"))
-			}
-			if snap != nil {
-				t.Errorf("Load returned a snapshot along with errors")
-			}
-			var got []string
-			for _, e := range source.AsErrors(err) {
-				rel, _ := filepath.Rel(root, e.Pos.Path)
-				got = append(got, strings.Replace(e.Error(), e.Pos.Path, filepath.ToSlash(rel), 1))
-			}
+			got := errorLines(t, root, snap, err)
 			if len(got) != len(wants) {
 				t.Fatalf("got %d errors, want %d:\ngot:\n%s\nwant:\n%s", len(got), len(wants), strings.Join(got, "\n"), strings.Join(wants, "\n"))
 			}
