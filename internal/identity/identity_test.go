@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,6 +125,16 @@ func claims(extra ...any) jwt.MapClaims {
 	return c
 }
 
+// manyClaims is claims() with n more claims of size bytes each: within the per-claim bounds,
+// so that only the size of the whole token can refuse it.
+func manyClaims(n, size int) jwt.MapClaims {
+	c := claims()
+	for i := range n {
+		c[fmt.Sprintf("c%d", i)] = strings.Repeat("x", size)
+	}
+	return c
+}
+
 func request(auth string) *http.Request {
 	r := httptest.NewRequest(http.MethodPost, "/api/session-token", nil)
 	if auth != "" {
@@ -207,7 +218,7 @@ func TestJWTRefusals(t *testing.T) {
 		{"unknown kid", "Bearer " + sign(t, jwt.SigningMethodRS256, other.rsa, "rsa-unknown", claims()), "unknown_key"},
 		{"no subject", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("sub", nil)), "no_subject"},
 		// Expressions read the claims as user: their cost estimate relies on these bounds.
-		{"token over 16 KiB", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("note", strings.Repeat("n", 13<<10))), "too_large"},
+		{"token over 16 KiB, each claim within bounds", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", manyClaims(20, 1000)), "too_large"},
 		{"claim string over 1 KiB", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("name", strings.Repeat("n", 1025))), "too_large"},
 		{"claim list over 64 items", "Bearer " + sign(t, jwt.SigningMethodHS256, secret, "", claims("groups", make([]string, 65))), "too_large"},
 	} {
