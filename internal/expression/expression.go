@@ -124,22 +124,35 @@ func compile(src string) (*vm.Program, []variable, error) {
 }
 
 // unavailable reports a call of one of expr's builtins that is switched off, which expr
-// itself would call an unknown name. The parser, which runs without a configuration, knows
-// every builtin.
+// itself would call an unknown name, and a use of $env. The parser, which runs without a
+// configuration, knows every builtin.
+//
+// $env is expr's name for the whole environment. An evaluator's environment is pooled and
+// filled per request with only what its layout lists, so $env would read what an earlier
+// request (of any configuration) left in it, and the guards' own state; nothing in the tree
+// names what it reads, so neither the layout nor the estimate could account for it.
 func unavailable(tree *parser.Tree) error {
 	var found ast.Node
-	var name string
+	var message string
 	ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
-		b, ok := (*n).(*ast.BuiltinNode)
-		if ok && found == nil && !slices.Contains(builtins, b.Name) {
-			found, name = b, b.Name
+		if found != nil {
+			return
+		}
+		switch n := (*n).(type) {
+		case *ast.BuiltinNode:
+			if !slices.Contains(builtins, n.Name) {
+				found, message = n, fmt.Sprintf("%s() is not available in persona-router expressions: its cost cannot be bounded when the configuration loads (see the list of functions in docs)", n.Name)
+			}
+		case *ast.IdentifierNode:
+			if n.Value == "$env" {
+				found, message = n, "$env is not available in persona-router expressions: read the request by name, as context, metadata and user"
+			}
 		}
 	}))
 	if found == nil {
 		return nil
 	}
-	return (&file.Error{Location: found.Location(), Message: fmt.Sprintf(
-		"%s() is not available in persona-router expressions: its cost cannot be bounded when the configuration loads (see the list of functions in docs)", name)}).Bind(tree.Source)
+	return (&file.Error{Location: found.Location(), Message: message}).Bind(tree.Source)
 }
 
 type visitFunc func(*ast.Node)

@@ -181,3 +181,13 @@ func BenchmarkRequest(b *testing.B) {
 		ev.Release()
 	}
 }
+
+// $env would read the pooled environment beyond what the layout fills in: values an earlier
+// request left there, and the guards' state. It is refused wherever it appears.
+func TestEnvIsRefused(t *testing.T) {
+	for _, src := range []string{`$env.context`, `$env["user"]`, `string($env)`, `keys($env)`, `$env["meter."]`, `len(metadata) > 0 && $env?.user != nil`} {
+		if _, err := expression.NewCompiler().Compile(src); err == nil || !strings.Contains(err.Error(), "$env is not available") {
+			t.Errorf("%s: %v, want $env refused", src, err)
+		}
+	}
+}
