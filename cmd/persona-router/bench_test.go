@@ -47,14 +47,14 @@ func bareHandler(b *testing.B, client *anam.Client, body []byte) http.Handler {
 		b.Fatal(err)
 	}
 	res := snap.Resolve(expression.Input{Context: in.Context, Metadata: in.Metadata}, false)
-	pc, label := res.Config, "persona-router/"+res.Persona+"/"+res.Rule.Name
+	request := res.Body
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Context  string         `json:"context"`
 			Metadata map[string]any `json:"metadata"`
 		}
 		_ = json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req)
-		token, err := client.CreateSessionToken(r.Context(), anam.SessionRequest{PersonaConfig: pc, ClientLabel: label})
+		token, err := client.CreateSessionToken(r.Context(), request)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return

@@ -20,13 +20,6 @@ const DefaultBaseURL = "https://api.anam.ai"
 // SessionPath is the session-token endpoint, relative to the base URL.
 const SessionPath = "/v1/auth/session-token"
 
-// SessionRequest is the body of a session-token request.
-type SessionRequest struct {
-	PersonaConfig PersonaConfig `json:"personaConfig"`
-	// ClientLabel is recorded by Anam on the session.
-	ClientLabel string `json:"clientLabel,omitempty"`
-}
-
 // Kind classifies a failed call, which decides what the caller is told.
 type Kind int
 
@@ -110,14 +103,11 @@ func NewClient(baseURL, apiKey string, httpClient *http.Client, timeout time.Dur
 // maxBody bounds what is read of an answer: a token is about a kilobyte.
 const maxBody = 64 << 10
 
-// CreateSessionToken asks Anam for a session token. Only network errors and 5xx answers are
-// retried, with jittered exponential backoff, and only while the deadline allows; a 4xx or a
-// 2xx is never retried. Failures are *Error.
-func (c *Client) CreateSessionToken(ctx context.Context, req SessionRequest) (string, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return "", fmt.Errorf("encoding session-token request: %w", err)
-	}
+// CreateSessionToken asks Anam for a session token with body, the JSON session-token request
+// (personaConfig and the request's other fields, as rendered by the persona package). Only
+// network errors and 5xx answers are retried, with jittered exponential backoff, and only while
+// the deadline allows; a 4xx or a 2xx is never retried. Failures are *Error.
+func (c *Client) CreateSessionToken(ctx context.Context, body []byte) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	var last *Error

@@ -2,7 +2,6 @@ package anam
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -74,23 +73,28 @@ func TestFakeFollowsTheContract(t *testing.T) {
 	srv := httptest.NewServer(&Fake{APIKey: "k"})
 	defer srv.Close()
 	client := NewClient(srv.URL, "k", srv.Client(), time.Second)
-	good := PersonaConfig{Name: "n", AvatarID: "30fa96d0-26c4-4e55-94a0-517025942e18", VoiceID: "6bfbe25a-979d-40f3-a92b-5394170af54b"}
-	token, err := client.CreateSessionToken(context.Background(), SessionRequest{PersonaConfig: good})
+	const ids = `"avatarId":"30fa96d0-26c4-4e55-94a0-517025942e18","voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b"`
+	good := `{"personaConfig":{"name":"n",` + ids + `}}`
+	token, err := client.CreateSessionToken(context.Background(), []byte(good))
 	if err != nil || strings.Count(token, ".") != 2 {
 		t.Fatalf("token %q, %v", token, err)
 	}
 	for name, tc := range map[string]struct {
 		key  string
-		pc   PersonaConfig
+		body string
 		kind Kind
 	}{
-		"wrong key":       {"nope", good, AuthFailed},
-		"no avatar":       {"k", PersonaConfig{Name: "n", VoiceID: good.VoiceID}, Rejected},
-		"avatar not UUID": {"k", PersonaConfig{Name: "n", AvatarID: "cara", VoiceID: good.VoiceID}, Rejected},
-		"stateful bad id": {"k", PersonaConfig{PersonaID: "lab"}, Rejected},
+		"wrong key":           {"nope", good, AuthFailed},
+		"no avatar":           {"k", `{"personaConfig":{"name":"n","voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b"}}`, Rejected},
+		"avatar not UUID":     {"k", `{"personaConfig":{"name":"n","avatarId":"cara","voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b"}}`, Rejected},
+		"stateful bad id":     {"k", `{"personaConfig":{"personaId":"lab"}}`, Rejected},
+		"sensitivity > 1":     {"k", `{"personaConfig":{"name":"n",` + ids + `,"voiceDetectionOptions":{"endOfSpeechSensitivity":1.5}}}`, Rejected},
+		"webhook without url": {"k", `{"personaConfig":{"name":"n",` + ids + `,"tools":[{"type":"server","subtype":"webhook","name":"a","description":"d"}]}}`, Rejected},
+		"width alone":         {"k", `{"personaConfig":{"name":"n",` + ids + `},"sessionOptions":{"videoWidth":640}}`, Rejected},
+		"not JSON":            {"k", `{"personaConfig":`, Rejected},
 	} {
 		c := NewClient(srv.URL, tc.key, srv.Client(), time.Second)
-		_, err := c.CreateSessionToken(context.Background(), SessionRequest{PersonaConfig: tc.pc})
+		_, err := c.CreateSessionToken(context.Background(), []byte(tc.body))
 		ae, ok := err.(*Error)
 		if !ok || ae.Kind != tc.kind || ae.Attempts != 1 {
 			t.Errorf("%s: %v, want %s after one attempt", name, err, tc.kind)
@@ -99,8 +103,8 @@ func TestFakeFollowsTheContract(t *testing.T) {
 			t.Errorf("%s: the error repeats the key: %v", name, err)
 		}
 	}
-	raw, _ := json.Marshal(SessionRequest{PersonaConfig: PersonaConfig{PersonaID: "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"}})
-	if string(raw) != `{"personaConfig":{"personaId":"7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"}}` {
-		t.Errorf("stateful request JSON = %s, want only personaId", raw)
+	rich := `{"personaConfig":{"name":"n",` + ids + `,"zeroDataRetention":true,"tools":[{"type":"client","name":"a","description":"d"}],"futureField":1},"clientLabel":"x","environment":{}}`
+	if _, err := client.CreateSessionToken(context.Background(), []byte(rich)); err != nil {
+		t.Errorf("a request with new and unknown fields: %v, want a token", err)
 	}
 }

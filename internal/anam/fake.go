@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"time"
+
+	"github.com/persona-router/persona-router/internal/catalogue"
 )
 
 // Fake is an in-process stand-in for Anam's session-token endpoint, following the contract
@@ -22,8 +23,6 @@ type Fake struct {
 
 var _ http.Handler = (*Fake)(nil)
 
-var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != SessionPath {
 		fakeError(w, http.StatusNotFound, "not found")
@@ -37,22 +36,13 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fakeError(w, http.StatusUnauthorized, "Invalid API key")
 		return
 	}
-	var req struct {
-		PersonaConfig  *map[string]any `json:"personaConfig"`
-		SessionOptions map[string]any  `json:"sessionOptions"`
-	}
+	var req map[string]any
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		fakeError(w, http.StatusBadRequest, "invalid JSON body")
 		return
 	}
-	if msg := validatePersona(req.PersonaConfig); msg != "" {
+	if msg := validateRequest(req); msg != "" {
 		fakeError(w, http.StatusBadRequest, msg)
-		return
-	}
-	_, hasWidth := req.SessionOptions["videoWidth"]
-	_, hasHeight := req.SessionOptions["videoHeight"]
-	if hasWidth != hasHeight {
-		fakeError(w, http.StatusBadRequest, "videoWidth and videoHeight must be given together")
 		return
 	}
 	now := time.Now()
@@ -63,26 +53,38 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"sessionToken": SandboxToken(now)})
 }
 
-func validatePersona(pc *map[string]any) string {
-	if pc == nil {
+// validateRequest checks a session-token request as Anam does: a personaConfig in one of its
+// two modes, and the documented top-level fields. Fields it does not know are let through, as
+// Anam's schema keeps growing.
+func validateRequest(req map[string]any) string {
+	pc, ok := req["personaConfig"].(map[string]any)
+	if !ok {
 		return "personaConfig is required"
 	}
-	c := *pc
-	if id, ok := c["personaId"].(string); ok {
-		if !uuidPattern.MatchString(id) {
-			return "personaId must be a UUID"
+	if id, ok := pc["personaId"]; ok {
+		if s, _ := id.(string); !catalogue.IsUUID(s) {
+			return "personaConfig.personaId must be a UUID"
 		}
 		return ""
 	}
-	for _, field := range []string{"name", "avatarId", "voiceId"} {
-		if v, _ := c[field].(string); v == "" {
-			return "personaConfig." + field + " is required"
+	known := make(map[string]any, len(pc))
+	for k, v := range pc {
+		if catalogue.PersonaConfig.Member(k) != nil {
+			known[k] = v
 		}
 	}
-	for _, field := range []string{"avatarId", "voiceId"} {
-		if !uuidPattern.MatchString(c[field].(string)) {
-			return "personaConfig." + field + " must be a UUID"
+	if problems := catalogue.PersonaConfig.Validate(known, nil); len(problems) > 0 {
+		return "personaConfig." + problems[0].Error()
+	}
+	top := make(map[string]any, 2)
+	for _, k := range []string{"clientLabel", "sessionOptions"} {
+		if v, ok := req[k]; ok {
+			top[k] = v
 		}
+	}
+	sessionFields := &catalogue.Field{Name: "request", Kind: catalogue.Object, Fields: catalogue.Request.Fields[1:]}
+	if problems := sessionFields.Validate(top, nil); len(problems) > 0 {
+		return problems[0].Error()
 	}
 	return ""
 }

@@ -1,10 +1,13 @@
 package config_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
-	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
@@ -13,7 +16,7 @@ import (
 // BenchmarkResolve measures deciding and rendering one request (two placeholders) against
 // configurations of growing size, for a request matched by the first rule of its context, by
 // the last, and by none. "native" is the baseline in the same run: the same decision and
-// rendering written directly in Go.
+// rendering written directly in Go, encoded with encoding/json.
 func BenchmarkResolve(b *testing.B) {
 	for _, lc := range []configtest.Large{
 		{Rules: 10, Contexts: 4, Personas: 5},
@@ -59,7 +62,22 @@ func BenchmarkResolve(b *testing.B) {
 	}
 }
 
-var sink anam.PersonaConfig
+var sink []byte
+
+// nativeConfig is the hand-written persona config, encoded like the rendered request.
+type nativeConfig struct {
+	Name         string `json:"name"`
+	AvatarID     string `json:"avatarId"`
+	VoiceID      string `json:"voiceId"`
+	LLMID        string `json:"llmId"`
+	LanguageCode string `json:"languageCode"`
+	SystemPrompt string `json:"systemPrompt"`
+}
+
+type nativeRequest struct {
+	PersonaConfig nativeConfig `json:"personaConfig"`
+	ClientLabel   string       `json:"clientLabel"`
+}
 
 // native is the configuration hand-written in Go: the rules of each context in a slice, and
 // the persona rendered by string concatenation.
@@ -88,11 +106,11 @@ func (n native) resolve(in expression.Input) {
 		user = "a customer"
 	}
 	product, _ := in.Metadata["product"].(string)
-	sink = anam.PersonaConfig{
+	sink, _ = json.Marshal(nativeRequest{PersonaConfig: nativeConfig{
 		Name: name, AvatarID: "30fa96d0-26c4-4e55-94a0-517025942e18", VoiceID: "6bfbe25a-979d-40f3-a92b-5394170af54b",
 		LLMID: "0934d97d-0c3a-4f33-91b0-5e136a0ef466", LanguageCode: "en",
 		SystemPrompt: "You are " + name + ", helping " + user + " with " + product + ". Be brief.",
-	}
+	}, ClientLabel: "persona-router/" + name})
 }
 
 // BenchmarkLoad measures loading 1,000 rules, 100 personas and 1,000 rule tests.
@@ -103,5 +121,146 @@ func BenchmarkLoad(b *testing.B) {
 		if _, err := config.Load(dirs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// richPersona is a persona using the new fields: three tools, voice options and four
+// placeholders; literalTools more tools and extra literal fields make it larger without
+// adding placeholders.
+func richPersona(literalTools, extraFields int) string {
+	var b strings.Builder
+	b.WriteString(`name: "Cara for {{ user.name ?? 'you' }}"
+avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18
+voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
+llmId: 0934d97d-0c3a-4f33-91b0-5e136a0ef466
+languageCode: en
+maxSessionLengthSeconds: "{{ metadata.tier == 'pro' ? 1800 : 600 }}"
+zeroDataRetention: "{{ metadata.region == 'EU' }}"
+systemPrompt: You are Cara, a support specialist. Be brief and kind.
+voiceDetectionOptions: {endOfSpeechSensitivity: 0.6, silenceBeforeSkipTurnSeconds: 30, speechEnhancementLevel: 0.5}
+voiceGenerationOptions: {speed: 1.05, stability: 0.6}
+tools:
+  - type: client
+    name: open_page
+    description: Opens a page of the product.
+    parameters: {type: object, properties: {page: {type: string}}, required: [page]}
+  - type: server
+    subtype: webhook
+    name: lookup_order
+    description: Looks up an order by its number.
+    url: "https://api.example.com/orders?shop={{ metadata.product }}"
+    method: GET
+    parameters: {type: object, properties: {order: {type: string}}, required: [order]}
+  - type: server
+    subtype: knowledge
+    name: manuals
+    description: Searches the product manuals.
+    documentFolderIds: [7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c]
+`)
+	for i := range literalTools {
+		fmt.Fprintf(&b, "  - {type: client, name: tool_%d, description: A literal tool number %d.}\n", i, i)
+	}
+	if extraFields > 0 {
+		b.WriteString("extra:\n")
+		for i := range extraFields {
+			fmt.Fprintf(&b, "  future%d: literal value %d\n", i, i)
+		}
+	}
+	return b.String()
+}
+
+// flatPersona is a persona of today's ten flat fields with two placeholders, like the shipped
+// ones.
+const flatPersona = `name: Cara
+avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18
+voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
+llmId: 0934d97d-0c3a-4f33-91b0-5e136a0ef466
+languageCode: en
+maxSessionLengthSeconds: 900
+systemPrompt: You are Cara, helping {{ user.name ?? "a customer" }} with {{ metadata.product ?? "our products" }}. Be brief and kind.
+`
+
+// documentConfig writes a configuration whose rules route context "flat", "rich" and "large"
+// to the three personas.
+func documentConfig(tb testing.TB) config.Dirs {
+	dir := tb.TempDir()
+	dirs := config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")}
+	files := map[string]string{
+		"personas/default.yaml": flatPersona,
+		"personas/flat.yaml":    flatPersona,
+		"personas/rich.yaml":    richPersona(0, 0),
+		"personas/large.yaml":   richPersona(20, 40),
+		"rules/r.yaml": `rules:
+  - {name: flat, when: context == "flat", persona: flat}
+  - {name: rich, when: context == "rich", persona: rich}
+  - {name: large, when: context == "large", persona: large}
+`,
+	}
+	for name, text := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+func documentInput(ctx string) expression.Input {
+	return expression.Input{
+		Context:  ctx,
+		Metadata: map[string]any{"tier": "pro", "region": "EU", "product": "Atlas"},
+		User:     map[string]any{"id": "u-1", "name": "Ann"},
+	}
+}
+
+// BenchmarkPersonaDocument measures deciding, rendering and encoding the request body for a
+// flat persona (today's ten fields, two placeholders), a rich one (three tools, voice options,
+// four placeholders) and a large one (the rich one with 20 more tools and 40 extra literal
+// fields), side by side in one run.
+func BenchmarkPersonaDocument(b *testing.B) {
+	snap, err := config.Load(documentConfig(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, ctx := range []string{"flat", "rich", "large"} {
+		in := documentInput(ctx)
+		b.Run(ctx, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				res := snap.Resolve(in, false)
+				if res.Err != nil {
+					b.Fatal(res.Err)
+				}
+				sink = res.Body
+			}
+		})
+	}
+}
+
+// Literal parts are encoded once, at load: a persona with many more literal fields renders
+// with as many allocations as one with the same placeholders and fewer literals.
+func TestRenderAllocationsIndependentOfLiterals(t *testing.T) {
+	snap, err := config.Load(documentConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := func(ctx string) float64 {
+		in := documentInput(ctx)
+		return testing.AllocsPerRun(200, func() {
+			res := snap.Resolve(in, false)
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		})
+	}
+	rich, large := allocs("rich"), allocs("large")
+	if rich != large {
+		t.Errorf("rendering allocates %v times for the rich persona and %v for the same with 60 more literal fields; want the same", rich, large)
+	}
+	if res := snap.Resolve(documentInput("large"), false); !strings.Contains(string(res.Body), `"future39":"literal value 39"`) || !strings.Contains(string(res.Body), `"tool_19"`) {
+		t.Errorf("the large persona's literals are missing from %s", res.Body)
 	}
 }

@@ -1,7 +1,8 @@
 package config
 
 import (
-	"github.com/persona-router/persona-router/internal/anam"
+	"encoding/json"
+
 	"github.com/persona-router/persona-router/internal/expression"
 )
 
@@ -13,10 +14,14 @@ type Explanation struct {
 	Rule *string `json:"rule"`
 	// Reason is "rule" or "default".
 	Reason string `json:"reason"`
-	// PersonaConfig is exactly what would be sent to Anam; null when rendering failed.
-	PersonaConfig *anam.PersonaConfig `json:"personaConfig"`
-	ConfigVersion string              `json:"configVersion"`
-	Trace         []TraceStep         `json:"trace"`
+	// PersonaConfig is the personaConfig that would be sent to Anam; null when rendering
+	// failed.
+	PersonaConfig json.RawMessage `json:"personaConfig"`
+	// Request is the whole session-token request exactly as it would be sent: personaConfig,
+	// clientLabel, sessionOptions and extra fields. Null when rendering failed.
+	Request       json.RawMessage `json:"request"`
+	ConfigVersion string          `json:"configVersion"`
+	Trace         []TraceStep     `json:"trace"`
 	// Error says why rendering failed.
 	Error string `json:"error,omitempty"`
 }
@@ -42,8 +47,13 @@ func (s *Snapshot) Explain(in expression.Input) Explanation {
 	}
 	if res.Err != nil {
 		e.Error = res.Err.Error()
+		e.PersonaConfig, e.Request = json.RawMessage("null"), json.RawMessage("null")
 	} else {
-		e.PersonaConfig = &res.Config
+		var body struct {
+			PersonaConfig json.RawMessage `json:"personaConfig"`
+		}
+		_ = json.Unmarshal(res.Body, &body) // rendered by us: always an object with personaConfig
+		e.PersonaConfig, e.Request = body.PersonaConfig, res.Body
 	}
 	for _, st := range res.Trace {
 		step := TraceStep{Rule: st.Rule.Name, Matched: st.Matched}

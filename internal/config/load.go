@@ -290,7 +290,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	}
 	if personasOK {
 		def := templates[persona.DefaultID]
-		s.fallback = route{persona: def.ID, fields: &def.Fields}
+		s.fallback = route{persona: def.ID, program: def.Program}
 		errs.Add(s.linkRules()...)
 	}
 	if len(errs) > 0 {
@@ -331,8 +331,8 @@ func count(path string, entries []*yaml.Node, total *int, limit int, what string
 	return source.Errors{source.Errorf(source.At(path, entries[limit-*total]), "too many %ss: this is %s %d of the configuration (limit %d)", what, what, limit+1, limit)}
 }
 
-// linkRules points every rule at the persona fields it renders: its persona's, with the
-// rule's `set` merged over them.
+// linkRules points every rule at the program it renders: its persona's, with the rule's `set`
+// merged over it and its own client label.
 func (s *Snapshot) linkRules() source.Errors {
 	var errs source.Errors
 	for _, r := range s.rules.Rules() {
@@ -341,13 +341,9 @@ func (s *Snapshot) linkRules() source.Errors {
 			errs.Addf(r.PersonaPos, "rule %q names persona %q, which does not exist (personas: %s)", r.Name, r.Persona, strings.Join(s.PersonaIDs(), ", "))
 			continue
 		}
-		fields := &t.Fields
-		if r.HasSet {
-			merged := persona.Merge(t.Fields, r.Set)
-			errs.Add(persona.Check(r.Set, merged, r.Pos, fmt.Sprintf("rule %q", r.Name))...)
-			fields = &merged
-		}
-		s.routes[r.Order] = route{persona: t.ID, fields: fields}
+		prog, lerrs := t.Link(r.Set, r.Name, r.Pos)
+		errs.Add(lerrs...)
+		s.routes[r.Order] = route{persona: t.ID, program: prog}
 	}
 	return errs
 }

@@ -62,33 +62,76 @@ func check(t *rules.Test, res *Result) []string {
 	if t.ExpectPersona != nil && res.Persona != *t.ExpectPersona {
 		problems = append(problems, fmt.Sprintf("persona: got %q, want %q", res.Persona, *t.ExpectPersona))
 	}
-	if len(t.ExpectConfig) == 0 {
+	if len(t.ExpectConfig) == 0 && len(t.ExpectSession) == 0 {
 		return problems
 	}
 	if res.Err != nil {
 		return append(problems, fmt.Sprintf("personaConfig: rendering failed: %v", res.Err))
 	}
-	rendered := configFields(res)
-	for _, want := range t.ExpectConfig {
-		got, present := rendered[want.Field]
-		if !present && want.Value != nil {
-			// Empty optional fields are left out of the config; they compare as the zero
+	var request map[string]any
+	if err := json.Unmarshal(res.Body, &request); err != nil {
+		return append(problems, fmt.Sprintf("the rendered request is not JSON: %v", err))
+	}
+	config, _ := request["personaConfig"].(map[string]any)
+	problems = append(problems, compare("personaConfig", config, t.ExpectConfig)...)
+	return append(problems, compare("session", request, t.ExpectSession)...)
+}
+
+// compare checks the expected fields of one part of the rendered request.
+func compare(what string, rendered map[string]any, want []rules.ConfigExpectation) []string {
+	var problems []string
+	for _, w := range want {
+		got, present := rendered[w.Field]
+		if !present && w.Value != nil && scalar(w.Value) {
+			// Empty optional fields are left out of the request; they compare as the zero
 			// value of what the test expects ("", 0 or false).
-			got = reflect.Zero(reflect.TypeOf(want.Value)).Interface()
+			got = reflect.Zero(reflect.TypeOf(w.Value)).Interface()
 		}
-		if !reflect.DeepEqual(got, want.Value) {
-			problems = append(problems, fmt.Sprintf("personaConfig.%s: got %s, want %s", want.Field, jsonText(got), jsonText(want.Value)))
+		if !matches(got, w.Value) {
+			problems = append(problems, fmt.Sprintf("%s.%s: got %s, want %s", what, w.Field, jsonText(got), jsonText(w.Value)))
 		}
 	}
 	return problems
 }
 
-// configFields returns the rendered persona config as the JSON values sent to Anam.
-func configFields(res *Result) map[string]any {
-	b, _ := json.Marshal(res.Config)
-	var fields map[string]any
-	_ = json.Unmarshal(b, &fields)
-	return fields
+func scalar(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return false
+	}
+	return true
+}
+
+// matches tells whether a rendered value matches an expected one: a mapping matches an object
+// that has at least its keys, each matching; a list matches a list of as many items, each
+// matching; anything else must be equal.
+func matches(got, want any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, wv := range w {
+			gv, ok := g[k]
+			if !ok || !matches(gv, wv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !matches(g[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(got, want)
 }
 
 func jsonText(v any) string {

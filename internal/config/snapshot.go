@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
@@ -35,7 +34,7 @@ type Snapshot struct {
 // route is what one rule (or the fallback) renders.
 type route struct {
 	persona string
-	fields  *persona.Fields
+	program *persona.Program
 }
 
 // Result is the outcome of routing one request.
@@ -44,9 +43,10 @@ type Result struct {
 	Persona string
 	// Rule is the rule that matched, or nil for the default persona.
 	Rule *rules.Rule
-	// Config is what is sent to Anam; it is valid only when Err is nil.
-	Config anam.PersonaConfig
-	// Err is a rendering failure (a placeholder error or an invalid rendered id).
+	// Body is the session-token request sent to Anam, JSON; it is valid only when Err is nil.
+	Body []byte
+	// Err is a rendering failure: a placeholder that failed, or gave a value the catalogue
+	// refuses (*persona.RenderError names the field).
 	Err error
 	// Trace lists the rules tried, when asked for.
 	Trace []rules.Step
@@ -72,8 +72,8 @@ func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
 	if d.Rule != nil {
 		rt = s.routes[d.Rule.Order]
 	}
-	cfg, err := rt.fields.Render(ev)
-	return Result{Persona: rt.persona, Rule: d.Rule, Config: cfg, Err: err, Trace: d.Trace, Failed: d.Failed}
+	body, err := rt.program.Render(ev)
+	return Result{Persona: rt.persona, Rule: d.Rule, Body: body, Err: err, Trace: d.Trace, Failed: d.Failed}
 }
 
 // Metadata is the declared metadata schema (it may declare nothing).

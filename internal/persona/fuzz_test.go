@@ -1,6 +1,7 @@
 package persona_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/persona-router/persona-router/internal/config/configtest"
@@ -35,6 +36,8 @@ func FuzzParse(f *testing.F) {
 		}
 		ev := expression.Acquire(expression.Input{Context: "x", Metadata: map[string]any{"a": 1.0}, User: map[string]any{"id": "u"}}, c.Layout())
 		defer ev.Release()
-		_, _ = tmpl.Fields.Render(ev)
+		if body, err := tmpl.Program.Render(ev); err == nil && !json.Valid(body) {
+			t.Errorf("rendered invalid JSON: %s", body)
+		}
 	})
 }

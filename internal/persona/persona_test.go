@@ -1,6 +1,7 @@
 package persona
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -9,25 +10,68 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
-// layout is the layout of the templates parseTemplates parsed last.
-var layout *expression.Layout
+// compiler compiled the templates loadTemplates loaded last, and the sets parsed since.
+var compiler *expression.Compiler
 
 func parseTemplates(t *testing.T, files map[string]string) map[string]*Template {
 	t.Helper()
-	c := expression.NewCompiler()
-	defer func() { layout = c.Layout() }()
-	out := make(map[string]*Template)
-	for name, text := range files {
-		tmpl, errs := Parse(name, []byte(text), c)
-		if errs != nil {
-			t.Fatalf("Parse(%s): %v", name, errs)
-		}
-		out[tmpl.ID] = tmpl
-	}
-	if errs := Resolve(out, "personas"); errs != nil {
-		t.Fatalf("Resolve: %v", errs)
+	out, errs := loadTemplates(files)
+	if errs != nil {
+		t.Fatalf("load: %v", errs)
 	}
 	return out
+}
+
+// loadTemplates parses and resolves files, returning every error.
+func loadTemplates(files map[string]string) (map[string]*Template, source.Errors) {
+	c := expression.NewCompiler()
+	compiler = c
+	out := make(map[string]*Template)
+	var errs source.Errors
+	for name, text := range files {
+		tmpl, perrs := Parse(name, []byte(text), c)
+		errs.Add(perrs...)
+		if tmpl != nil {
+			out[tmpl.ID] = tmpl
+		}
+	}
+	if errs != nil {
+		return nil, errs
+	}
+	if errs := Resolve(out, "personas"); errs != nil {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// render renders p for in and decodes the request.
+func render(t *testing.T, p *Program, in expression.Input) (map[string]any, error) {
+	t.Helper()
+	ev := expression.Acquire(in, compiler.Layout())
+	defer ev.Release()
+	body, err := p.Render(ev)
+	if err != nil {
+		return nil, err
+	}
+	var req map[string]any
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("rendered invalid JSON %s: %v", body, err)
+	}
+	return req, nil
+}
+
+// config renders p for in and returns its personaConfig.
+func config(t *testing.T, p *Program, in expression.Input) map[string]any {
+	t.Helper()
+	req, err := render(t, p, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ok := req["personaConfig"].(map[string]any)
+	if !ok {
+		t.Fatalf("no personaConfig in %v", req)
+	}
+	return pc
 }
 
 const ids = `
@@ -42,97 +86,307 @@ systemPrompt: "Tier {{ metadata.tier }}, seats {{ metadata.seats }}, trial {{ me
 llmId: "{{ metadata.llm ?? 'CUSTOMER_CLIENT_V1' }}"
 `,
 	})
-	ev := expression.Acquire(expression.Input{
+	c := config(t, tmpls["default"].Program, expression.Input{
 		Metadata: map[string]any{"tier": "pro", "seats": 12.0, "trial": false},
 		User:     map[string]any{"name": "Ann"},
-	}, layout)
-	defer ev.Release()
-	f := tmpls["default"].Fields
-	c, err := f.Render(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Name != "Support for Ann" {
-		t.Errorf("name = %q", c.Name)
-	}
-	if want := "Tier pro, seats 12, trial false, end"; c.SystemPrompt != want {
-		t.Errorf("systemPrompt = %q, want %q (nil renders empty)", c.SystemPrompt, want)
-	}
-	if c.LLMID != "CUSTOMER_CLIENT_V1" {
-		t.Errorf("llmId = %q", c.LLMID)
+	})
+	for field, want := range map[string]any{
+		"name":         "Support for Ann",
+		"systemPrompt": "Tier pro, seats 12, trial false, end",
+		"llmId":        "CUSTOMER_CLIENT_V1",
+	} {
+		if got, ok := c[field]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", field, got, ok, want)
+		}
 	}
 }
 
-func TestRenderRejectsInvalidRenderedIDs(t *testing.T) {
+func TestRenderRejectsInvalidRenderedValues(t *testing.T) {
 	tmpls := parseTemplates(t, map[string]string{
 		"default.yaml": `name: "{{ metadata.name }}"
 avatarId: "{{ user.preferredAvatar ?? '30fa96d0-26c4-4e55-94a0-517025942e18' }}"
 voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
 systemPrompt: "{{ metadata.a + metadata.b }}"
+maxSessionLengthSeconds: "{{ metadata.max }}"
+zeroDataRetention: "{{ metadata.region == 'EU' }}"
+voiceDetectionOptions:
+  endOfSpeechSensitivity: "{{ metadata.sensitivity }}"
+tools:
+  - type: server
+    subtype: webhook
+    name: lookup
+    description: Looks up orders
+    url: "{{ metadata.hook }}"
 `,
 	})
-	f := tmpls["default"].Fields
+	ok := map[string]any{"name": "x", "a": "1", "b": "2", "hook": "https://h.example/x"}
+	with := func(k string, v any) map[string]any {
+		m := map[string]any{}
+		for key, val := range ok {
+			m[key] = val
+		}
+		m[k] = v
+		return m
+	}
 	for _, tc := range []struct {
 		name      string
 		in        expression.Input
 		field     string
 		errSubstr string
 	}{
-		{"bad avatar", expression.Input{User: map[string]any{"preferredAvatar": "cara"}, Metadata: map[string]any{"name": "x", "a": "1", "b": "2"}},
-			"avatarId", `avatarId must be a UUID (like 30fa96d0-26c4-4e55-94a0-517025942e18), got "cara"`},
-		{"failing placeholder", expression.Input{Metadata: map[string]any{"name": "x", "a": 1.0, "b": "2"}},
+		{"bad avatar", expression.Input{User: map[string]any{"preferredAvatar": "cara"}, Metadata: ok},
+			"avatarId", `must be a UUID (like 30fa96d0-26c4-4e55-94a0-517025942e18), got "cara"`},
+		{"failing placeholder", expression.Input{Metadata: with("a", 1.0)},
 			"systemPrompt", "placeholder {{ metadata.a + metadata.b }}: invalid operation"},
-		{"empty name", expression.Input{Metadata: map[string]any{"a": "1", "b": "2"}},
-			"name", "rendered empty"},
+		{"empty name", expression.Input{Metadata: with("name", "")},
+			"name", "personaConfig has no name (required)"},
+		{"number from text", expression.Input{Metadata: with("max", "1800")},
+			"maxSessionLengthSeconds", `must be a positive integer, got "1800"`},
+		{"fraction for an integer", expression.Input{Metadata: with("max", 1.5)},
+			"maxSessionLengthSeconds", "must be a positive integer, got 1.5"},
+		{"out of range", expression.Input{Metadata: with("sensitivity", 1.5)},
+			"voiceDetectionOptions.endOfSpeechSensitivity", "must be a number from 0 to 1, got 1.5"},
+		{"http url", expression.Input{Metadata: with("hook", "http://example.com/x")},
+			"tools[0].url", "must use https://"},
+		{"empty url", expression.Input{Metadata: with("hook", "")},
+			"tools[0].url", "tool has no url (required for a tool whose subtype is webhook)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev := expression.Acquire(tc.in, layout)
-			defer ev.Release()
-			_, err := f.Render(ev)
+			_, err := render(t, tmpls["default"].Program, tc.in)
 			var re *RenderError
 			if !errors.As(err, &re) || re.Field != tc.field || !strings.Contains(err.Error(), tc.errSubstr) {
 				t.Errorf("Render error = %v, want field %s and %q", err, tc.field, tc.errSubstr)
 			}
 		})
 	}
-	ev := expression.Acquire(expression.Input{Metadata: map[string]any{"name": "x", "a": "1", "b": "2"}}, layout)
-	defer ev.Release()
-	if c, err := f.Render(ev); err != nil || c.AvatarID != "30fa96d0-26c4-4e55-94a0-517025942e18" || c.SystemPrompt != "12" {
-		t.Errorf("Render = %+v, %v", c, err)
+	c := config(t, tmpls["default"].Program, expression.Input{Metadata: with("hook", "https://h.example/x"), User: map[string]any{}})
+	if c["avatarId"] != "30fa96d0-26c4-4e55-94a0-517025942e18" || c["systemPrompt"] != "12" {
+		t.Errorf("Render = %v", c)
+	}
+	// A single placeholder keeps its type; one that gives null leaves its field out.
+	if v, ok := c["zeroDataRetention"]; !ok || v != false {
+		t.Errorf("zeroDataRetention = %v (present %v), want false", v, ok)
+	}
+	if _, ok := c["maxSessionLengthSeconds"]; ok {
+		t.Errorf("maxSessionLengthSeconds rendered from null: %v", c)
+	}
+	c = config(t, tmpls["default"].Program, expression.Input{Metadata: with("max", 1800.0), User: map[string]any{}})
+	if v := c["maxSessionLengthSeconds"]; v != 1800.0 {
+		t.Errorf("maxSessionLengthSeconds = %v, want 1800", v)
 	}
 }
 
-func TestExtendsInheritsUnsetFields(t *testing.T) {
+func TestExtendsMergesDeeply(t *testing.T) {
 	tmpls := parseTemplates(t, map[string]string{
-		"default.yaml": "name: Base\nlanguageCode: en\nmaxSessionLengthSeconds: 600\nskipGreeting: true" + ids,
-		"mid.yaml":     "extends: default\nname: Mid\nlanguageCode: fr\n",
-		"leaf.yaml":    "extends: mid\nsystemPrompt: Leaf prompt\n",
+		"default.yaml": `name: Base
+languageCode: en
+maxSessionLengthSeconds: 600
+skipGreeting: true
+voiceDetectionOptions: {endOfSpeechSensitivity: 0.5, speechEnhancementLevel: 0.2}
+voiceGenerationOptions: {speed: 1.1}
+toolIds: [0934d97d-0c3a-4f33-91b0-5e136a0ef466]
+` + ids,
+		"mid.yaml": "extends: default\nname: Mid\nlanguageCode: fr\nvoiceDetectionOptions: {endOfSpeechSensitivity: 0.8}\n",
+		"leaf.yaml": `extends: mid
+systemPrompt: Leaf prompt
+voiceGenerationOptions: null
+toolIds: [7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c]
+`,
 	})
-	ev := expression.Acquire(expression.Input{}, layout)
-	defer ev.Release()
-	c, err := tmpls["leaf"].Fields.Render(ev)
+	c := config(t, tmpls["leaf"].Program, expression.Input{})
+	want := `{"avatarId":"30fa96d0-26c4-4e55-94a0-517025942e18","languageCode":"fr","maxSessionLengthSeconds":600,"name":"Mid","skipGreeting":true,"systemPrompt":"Leaf prompt","toolIds":["7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"],"voiceDetectionOptions":{"endOfSpeechSensitivity":0.8,"speechEnhancementLevel":0.2},"voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b"}`
+	if got, _ := json.Marshal(c); string(got) != want {
+		t.Errorf("leaf renders\n %s\nwant\n %s", got, want)
+	}
+}
+
+func TestSetMergesOneNestedField(t *testing.T) {
+	tmpls := parseTemplates(t, map[string]string{
+		"default.yaml": "name: Base\nvoiceDetectionOptions: {endOfSpeechSensitivity: 0.5, speechEnhancementLevel: 0.2}\n" + ids,
+	})
+	set, errs := parseSet(t, "set: {voiceDetectionOptions: {endOfSpeechSensitivity: 0.9}, session: {clientLabel: 'eu {{ metadata.region }}'}}")
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	prog, errs := tmpls["default"].Link(set, "eu", source.Pos{})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	req, err := render(t, prog, expression.Input{Metadata: map[string]any{"region": "EU"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "Mid" || c.LanguageCode != "fr" || c.MaxSessionLengthSeconds != 600 || c.SkipGreeting == nil || !*c.SkipGreeting ||
-		c.SystemPrompt != "Leaf prompt" || c.AvatarID == "" {
-		t.Errorf("leaf renders %+v", c)
+	got, _ := json.Marshal(req)
+	want := `{"clientLabel":"eu EU","personaConfig":{"avatarId":"30fa96d0-26c4-4e55-94a0-517025942e18","name":"Base","voiceDetectionOptions":{"endOfSpeechSensitivity":0.9,"speechEnhancementLevel":0.2},"voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b"}}`
+	if string(got) != want {
+		t.Errorf("rule renders\n %s\nwant\n %s", got, want)
 	}
+	// Without a set, the rule's own client label.
+	prog, _ = tmpls["default"].Link(nil, "sales", source.Pos{})
+	req, _ = render(t, prog, expression.Input{})
+	if req["clientLabel"] != "persona-router/default/sales" {
+		t.Errorf("clientLabel = %v", req["clientLabel"])
+	}
+}
+
+func parseSet(t *testing.T, yamlText string) (*Doc, source.Errors) {
+	t.Helper()
+	root, errs := source.Parse("rules/r.yaml", []byte(yamlText))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return ParseSet("rules/r.yaml", root.Content[1], compiler)
 }
 
 func TestStatefulRendersOnlyPersonaID(t *testing.T) {
 	tmpls := parseTemplates(t, map[string]string{
-		"default.yaml": "name: Base" + ids,
+		"default.yaml": "name: Base\nzeroDataRetention: true\nsession: {sessionOptions: {sessionReplay: {enableSessionReplay: false}}}" + ids,
 		"lab.yaml":     "extends: default\npersonaId: 7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c\n",
 	})
-	ev := expression.Acquire(expression.Input{}, layout)
-	defer ev.Release()
-	c, err := tmpls["lab"].Fields.Render(ev)
+	req, err := render(t, tmpls["lab"].Program, expression.Input{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.PersonaID != "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c" || c.Name != "" || c.AvatarID != "" {
-		t.Errorf("stateful persona renders %+v, want only personaId", c)
+	got, _ := json.Marshal(req)
+	want := `{"clientLabel":"persona-router/lab","personaConfig":{"personaId":"7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"},"sessionOptions":{"sessionReplay":{"enableSessionReplay":false}}}`
+	if string(got) != want {
+		t.Errorf("stateful persona renders\n %s\nwant\n %s", got, want)
+	}
+}
+
+func TestEveryFieldRenders(t *testing.T) {
+	tmpls := parseTemplates(t, map[string]string{
+		"default.yaml": `name: Cara
+avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18
+voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
+llmId: CUSTOMER_CLIENT_V1
+systemPrompt: "Hi <{{ user.name }}> & \"friends\"\n"
+languageCode: en
+maxSessionLengthSeconds: "{{ user.plan == 'pro' ? 1800 : 300 }}"
+avatarModel: cara-4-latest
+skipGreeting: false
+zeroDataRetention: "{{ metadata.region == 'EU' }}"
+enableAudioPassthrough: false
+voiceDetectionOptions: {endOfSpeechSensitivity: 0.7, silenceBeforeSkipTurnSeconds: 900, silenceBeforeSessionEndSeconds: 7200, silenceBeforeAutoEndTurnSeconds: 0.5, speechEnhancementLevel: 1}
+voiceGenerationOptions: {speed: 1.2, volume: 0.9, stability: 0.5, similarityBoost: 0.7, style: 0.1, emotion: calm, useSpeakerBoost: true}
+directorNotes: {customStylePrompt: "Warm, {{ metadata.mood ?? 'calm' }}", expressivity: 0.4}
+toolIds: [0934d97d-0c3a-4f33-91b0-5e136a0ef466]
+tools:
+  - type: client
+    name: open_page
+    description: Opens a page of the product for {{ user.name }}
+    parameters: {type: object, properties: {page: {type: string, description: "The page, for {{ user.name }}"}}, required: [page]}
+  - type: server
+    subtype: webhook
+    name: lookup_order
+    description: Looks up an order
+    url: "https://api.example.com/orders?shop={{ metadata.shop }}"
+    method: GET
+    headers: {X-Shop: "{{ metadata.shop }}"}
+    awaitResponse: true
+    disableInterruptions: false
+  - type: server
+    subtype: knowledge
+    name: docs
+    description: Searches the manuals
+    documentFolderIds: [7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c]
+extra: {futureFlag: "{{ metadata.region == 'EU' }}", futureText: "for {{ user.name }}"}
+session:
+  clientLabel: "web/{{ metadata.shop }}"
+  sessionOptions: {sessionReplay: {enableSessionReplay: true}, videoWidth: 640, videoHeight: 480}
+  extra: {environment: {livekitUrl: "wss://lk.example"}}
+`,
+	})
+	req, err := render(t, tmpls["default"].Program, expression.Input{
+		Metadata: map[string]any{"region": "EU", "shop": "a&b"},
+		User:     map[string]any{"name": "Ann", "plan": "pro"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(req)
+	want := `{"clientLabel":"web/a\u0026b","environment":{"livekitUrl":"wss://lk.example"},"personaConfig":{"avatarId":"30fa96d0-26c4-4e55-94a0-517025942e18","avatarModel":"cara-4-latest","directorNotes":{"customStylePrompt":"Warm, calm","expressivity":0.4},"enableAudioPassthrough":false,"futureFlag":true,"futureText":"for Ann","languageCode":"en","llmId":"CUSTOMER_CLIENT_V1","maxSessionLengthSeconds":1800,"name":"Cara","skipGreeting":false,"systemPrompt":"Hi \u003cAnn\u003e \u0026 \"friends\"\n","toolIds":["0934d97d-0c3a-4f33-91b0-5e136a0ef466"],"tools":[{"description":"Opens a page of the product for Ann","name":"open_page","parameters":{"properties":{"page":{"description":"The page, for Ann","type":"string"}},"required":["page"],"type":"object"},"type":"client"},{"awaitResponse":true,"description":"Looks up an order","disableInterruptions":false,"headers":{"X-Shop":"a\u0026b"},"method":"GET","name":"lookup_order","subtype":"webhook","type":"server","url":"https://api.example.com/orders?shop=a\u0026b"},{"description":"Searches the manuals","documentFolderIds":["7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"],"name":"docs","subtype":"knowledge","type":"server"}],"voiceDetectionOptions":{"endOfSpeechSensitivity":0.7,"silenceBeforeAutoEndTurnSeconds":0.5,"silenceBeforeSessionEndSeconds":7200,"silenceBeforeSkipTurnSeconds":900,"speechEnhancementLevel":1},"voiceGenerationOptions":{"emotion":"calm","similarityBoost":0.7,"speed":1.2,"stability":0.5,"style":0.1,"useSpeakerBoost":true,"volume":0.9},"voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b","zeroDataRetention":true},"sessionOptions":{"sessionReplay":{"enableSessionReplay":true},"videoHeight":480,"videoWidth":640}}`
+	if string(got) != want {
+		t.Errorf("renders\n %s\nwant\n %s", got, want)
+	}
+}
+
+// Every literal is checked at load, after extends and set are merged, whether or not anything
+// renders it; each error is at the value's own line and column.
+func TestLoadChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{"literal empty name", map[string]string{"default.yaml": "name: \"\"" + ids},
+			[]string{`default.yaml:1:7: name must not be empty`}},
+		{"out of range nested", map[string]string{"default.yaml": "name: n" + ids + "voiceDetectionOptions:\n  endOfSpeechSensitivity: 1.5\n"},
+			[]string{`default.yaml:5:27: voiceDetectionOptions.endOfSpeechSensitivity must be a number from 0 to 1, got 1.5`}},
+		{"misspelt nested key", map[string]string{"default.yaml": "name: n" + ids + "voiceDetectionOptions:\n  endOfSpeechSensitivty: 0.5\n"},
+			[]string{`default.yaml:5:3: unknown field "endOfSpeechSensitivty" in voiceDetectionOptions, did you mean "endOfSpeechSensitivity"?`}},
+		{"misspelt top key", map[string]string{"default.yaml": "name: n" + ids + "zeroDataRetension: true\n"},
+			[]string{`default.yaml:4:1: unknown field "zeroDataRetension" in persona file, did you mean "zeroDataRetention"?`}},
+		{"wrong type", map[string]string{"default.yaml": "name: n" + ids + "skipGreeting: \"yes\"\n"},
+			[]string{`default.yaml:4:15: skipGreeting must be true or false, got "yes"`}},
+		{"bad uuid in list", map[string]string{"default.yaml": "name: n" + ids + "toolIds: [abc]\n"},
+			[]string{`default.yaml:4:11: toolIds[0] must be a UUID`}},
+		{"text around a typed placeholder", map[string]string{"default.yaml": "name: n" + ids + "maxSessionLengthSeconds: \"1{{ 2 }}\"\n"},
+			[]string{`default.yaml:4:26: maxSessionLengthSeconds must be a positive integer or a single {{ placeholder }}`}},
+		{"constant placeholder checked", map[string]string{"default.yaml": "name: \"{{ '' }}\"" + ids},
+			[]string{`default.yaml:1:7: name must not be empty`}},
+		{"webhook without url", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: server, subtype: webhook, name: a, description: d}\n"},
+			[]string{`default.yaml:5:5: tools[0]: tool has no url (required for a tool whose subtype is webhook)`}},
+		{"member of another subtype", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: server, subtype: knowledge, name: a, description: d, documentFolderIds: [7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c], url: 'https://x.example'}\n"},
+			[]string{`default.yaml:5:124: tools[0].url: url is only for a tool whose subtype is webhook (this one's subtype is knowledge)`}},
+		{"client tool with subtype", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: client, subtype: webhook, name: a, description: d}\n"},
+			[]string{`default.yaml:5:20: tools[0].subtype: subtype is only for a tool whose type is server (this one's type is client)`}},
+		{"placeholder type", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: \"{{ metadata.t }}\", name: a, description: d}\n"},
+			[]string{`default.yaml:5:12: tools[0].type must be written as a plain value`}},
+		{"duplicate tool names", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: client, name: a, description: d}\n  - {type: client, name: a, description: e}\n"},
+			[]string{`default.yaml:6:26: tools[1].name: "a" is already the name of tools[0]`}},
+		{"bad tool name", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: client, name: 'a b', description: d}\n"},
+			[]string{`default.yaml:5:26: tools[0].name must be 1–64 characters of A-Z, a-z, 0-9, _ and - (like lookup_order), got "a b"`}},
+		{"http url", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: server, subtype: webhook, name: a, description: d, url: 'http://example.com'}\n"},
+			[]string{`default.yaml:5:68: tools[0].url must use https://`}},
+		{"both director notes", map[string]string{
+			"default.yaml": "name: n" + ids + "directorNotes: {presetStyle: calm}\n",
+			"child.yaml":   "extends: default\ndirectorNotes: {customStylePrompt: lively}\n"},
+			[]string{`child.yaml:2:16: directorNotes: directorNotes needs exactly one of presetStyle or customStylePrompt, got both`}},
+		{"null removes the conflict", map[string]string{
+			"default.yaml": "name: n" + ids + "directorNotes: {presetStyle: calm}\n",
+			"child.yaml":   "extends: default\ndirectorNotes: {presetStyle: null, customStylePrompt: lively}\n"},
+			nil},
+		{"video width alone", map[string]string{"default.yaml": "name: n" + ids + "session: {sessionOptions: {videoWidth: 640}}\n"},
+			[]string{`default.yaml:4:27: session.sessionOptions: videoWidth and videoHeight go together: videoHeight missing`}},
+		{"known field in extra", map[string]string{"default.yaml": "name: n" + ids + "extra: {zeroDataRetention: true}\n"},
+			[]string{`default.yaml:4:9: extra.zeroDataRetention is a field persona-router knows: use the typed field "zeroDataRetention" instead of extra`}},
+		{"known field in session extra", map[string]string{"default.yaml": "name: n" + ids + "session: {extra: {clientLabel: x}}\n"},
+			[]string{`default.yaml:4:19: session.extra.clientLabel is a field persona-router knows: use the typed field session.clientLabel instead of extra`}},
+		{"long custom prompt", map[string]string{"default.yaml": "name: n" + ids + "directorNotes: {customStylePrompt: " + strings.Repeat("x", 2001) + "}\n"},
+			[]string{`default.yaml:4:36: directorNotes.customStylePrompt must be 1 to 2000 characters, got 2001 characters`}},
+		{"label too long", map[string]string{"default.yaml": "name: n" + ids + "session: {clientLabel: " + strings.Repeat("x", 129) + "}\n"},
+			[]string{`default.yaml:4:24: session.clientLabel must be at most 128 characters, got 129 characters`}},
+		{"stateful with other fields", map[string]string{"default.yaml": "name: n" + ids + "personaId: 7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c\n"},
+			[]string{
+				`default.yaml:1:1: persona "default" sets name, but the persona is stateful`,
+				`default.yaml:2:1: persona "default" sets avatarId`,
+				`default.yaml:3:1: persona "default" sets voiceId`,
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs := loadTemplates(tc.files)
+			errs.Sort()
+			got := errs.Strings()
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d:\n%s", len(got), len(tc.want), strings.Join(got, "\n"))
+			}
+			for i, want := range tc.want {
+				if !strings.HasPrefix(got[i], want) {
+					t.Errorf("error %d:\n got: %s\nwant: %s…", i, got[i], want)
+				}
+			}
+		})
 	}
 }
 
@@ -143,6 +397,7 @@ func TestParseTextPositions(t *testing.T) {
 		{`name: "Hi {{ usr }}"`, "p.yaml:1:14:"},
 		{`name: 'Hi {{ usr }}'`, "p.yaml:1:14:"},
 		{"name: |\n  Hi {{ usr }}\n", "p.yaml:1:7:"},
+		{"tools:\n  - {type: client, name: a, description: \"for {{ usr }}\"}", "p.yaml:2:50:"},
 	} {
 		_, errs := Parse("p.yaml", []byte(tc.yaml), expression.NewCompiler())
 		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tc.want) {
@@ -173,9 +428,7 @@ func TestRenderedPersonaIsBounded(t *testing.T) {
 systemPrompt: "{{ repeat(metadata.note ?? '', 300) }}"` + ids,
 	})
 	render := func(note string) error {
-		ev := expression.Acquire(expression.Input{Metadata: map[string]any{"note": note}}, layout)
-		defer ev.Release()
-		_, err := tmpls["default"].Fields.Render(ev)
+		_, err := render(t, tmpls["default"].Program, expression.Input{Metadata: map[string]any{"note": note}})
 		return err
 	}
 	if err := render(strings.Repeat("n", 800)); err != nil {
@@ -186,4 +439,17 @@ systemPrompt: "{{ repeat(metadata.note ?? '', 300) }}"` + ids,
 	if !errors.As(err, &re) || re.Field != "personaConfig" || !strings.Contains(err.Error(), "more than the 256 KiB") {
 		t.Fatalf("293 KiB prompt: %v, want a RenderError over 256 KiB", err)
 	}
+}
+
+// appendString escapes as encoding/json does.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\ <html> & \n\t\r\x00\x1f", "é\u2028\u2029", "\xff\xfe bad utf8"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	})
 }

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/source"
 )
@@ -24,9 +27,11 @@ type Template struct {
 	Extends string
 	pos     source.Pos
 	extPos  source.Pos
-	own     Fields
-	// Fields are the template's fields after inheritance: what it renders.
-	Fields Fields
+	// own is the document the file holds; merged is it with inheritance applied.
+	own    *node
+	merged *node
+	// Program renders the template when no rule changes it.
+	Program *Program
 }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -38,7 +43,8 @@ func ID(path string) (string, bool) {
 	return id, idPattern.MatchString(id)
 }
 
-// Parse reads one template file, compiling its placeholders with c.
+// Parse reads one template file, compiling its placeholders with c. Every value is checked
+// against the catalogue of Anam's request; what depends on inheritance is checked by Resolve.
 func Parse(path string, data []byte, c *expression.Compiler) (*Template, source.Errors) {
 	id, ok := ID(path)
 	if !ok {
@@ -52,34 +58,27 @@ func Parse(path string, data []byte, c *expression.Compiler) (*Template, source.
 	if root == nil {
 		return nil, source.Errors{source.Errorf(source.Pos{Path: path, Line: 1, Col: 1}, "persona file is empty (expected at least name, avatarId and voiceId)")}
 	}
-	known := append([]string{"extends"}, FieldNames...)
-	pairs, errs := source.Mapping(path, root, "persona", known)
-	t := &Template{ID: id, Path: path, pos: source.At(path, root)}
-	fieldPairs := pairs[:0:0]
-	for _, p := range pairs {
-		if p.Key != "extends" {
-			fieldPairs = append(fieldPairs, p)
-			continue
-		}
-		v, err := source.String(path, p.Value, "extends")
-		if err != nil {
-			errs.Add(err)
-			continue
-		}
-		t.Extends, t.extPos = v, source.At(path, p.Value)
+	p := parser{path: path, c: c}
+	doc := p.parse(catalogue.PersonaFile, root, "", source.At(path, root))
+	if doc != nil && doc.kind != object {
+		p.errs.Addf(doc.pos, "a persona file must be a mapping of persona fields, got %s", source.Describe(root))
 	}
-	own, ferrs := ParseFields(path, fieldPairs, c)
-	errs.Add(ferrs...)
-	if len(errs) > 0 {
-		return nil, errs
+	if len(p.errs) > 0 {
+		return nil, p.errs
 	}
-	t.own = own
+	t := &Template{ID: id, Path: path, pos: source.At(path, root), own: doc}
+	if ext := doc.get(keyExtends); ext != nil {
+		t.Extends, _ = ext.lit.(string)
+		t.extPos = ext.pos
+		doc.members = slices.DeleteFunc(doc.members, func(m member) bool { return m.key == keyExtends })
+	}
 	return t, nil
 }
 
-// Resolve applies inheritance to every template and checks the result: parents exist, there
-// is no cycle, required fields are there, and a `default` template exists. pos locates an error
-// that belongs to no file (the missing default).
+// Resolve applies inheritance to every template, checks the result and compiles it: parents
+// exist, there is no cycle, required fields are there, values that depend on each other agree,
+// and a `default` template exists. dir locates an error that belongs to no file (the missing
+// default).
 func Resolve(templates map[string]*Template, dir string) source.Errors {
 	var errs source.Errors
 	if _, ok := templates[DefaultID]; !ok {
@@ -102,26 +101,29 @@ func Resolve(templates map[string]*Template, dir string) source.Errors {
 		}
 		state[t.ID] = visiting
 		ok := true
-		t.Fields = t.own
+		var parent *node
 		if t.Extends != "" {
-			parent, exists := templates[t.Extends]
+			p, exists := templates[t.Extends]
 			switch {
 			case !exists:
 				errs.Addf(t.extPos, "persona %q extends %q, which does not exist", t.ID, t.Extends)
 				ok = false
-			case state[parent.ID] == visiting:
+			case state[p.ID] == visiting:
 				errs.Addf(t.extPos, "persona %q extends %q, which leads back to %q (extends cycle: %s)", t.ID, t.Extends, t.ID, cycle(templates, t))
 				ok = false
-			case !visit(parent):
+			case !visit(p):
 				ok = false
 			default:
-				t.Fields = Merge(parent.Fields, t.own)
+				parent = p.merged
 			}
 		}
 		if ok {
-			if cerrs := Check(t.own, t.Fields, t.pos, "persona "+quote(t.ID)); len(cerrs) > 0 {
+			t.merged = prune(merge(parent, t.own))
+			if cerrs := check(t.own, t.merged, t.pos, "persona "+quote(t.ID)); len(cerrs) > 0 {
 				errs.Add(cerrs...)
 				ok = false
+			} else {
+				t.Program = compileDoc(t.merged, Label(t.ID, ""))
 			}
 		}
 		state[t.ID] = done
@@ -131,7 +133,47 @@ func Resolve(templates map[string]*Template, dir string) source.Errors {
 	for _, id := range slices.Sorted(maps.Keys(templates)) {
 		visit(templates[id])
 	}
-	return errs
+	return dedupe(errs)
+}
+
+// Label is the default client label of a session: persona-router/<persona>[/<rule>], which
+// Anam's sessions API can search.
+func Label(persona, rule string) string {
+	if rule == "" {
+		return "persona-router/" + persona
+	}
+	return "persona-router/" + persona + "/" + rule
+}
+
+// Doc is the document of a rule's `set`: persona fields merged over its persona's.
+type Doc struct {
+	root *node
+}
+
+// ParseSet reads the `set` mapping of a rule, compiling its placeholders with c.
+func ParseSet(path string, n *yaml.Node, c *expression.Compiler) (*Doc, source.Errors) {
+	p := parser{path: path, c: c}
+	root := p.parse(catalogue.Set, n, "", source.At(path, n))
+	if root != nil && root.kind != object {
+		p.errs.Addf(root.pos, "set must be a mapping of persona fields, got %s", source.Describe(n))
+	}
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return &Doc{root: root}, nil
+}
+
+// Link merges a rule's set (nil when it has none) over the template, checks the result on
+// behalf of who, the rule, located at pos, and compiles it with the rule's client label.
+func (t *Template) Link(set *Doc, rule string, pos source.Pos) (*Program, source.Errors) {
+	if set == nil {
+		return compileDoc(t.merged, Label(t.ID, rule)), nil
+	}
+	merged := prune(merge(t.merged, set.root))
+	if errs := check(set.root, merged, pos, "rule "+quote(rule)); len(errs) > 0 {
+		return nil, dedupe(errs)
+	}
+	return compileDoc(merged, Label(t.ID, rule)), nil
 }
 
 // cycle spells out the extends chain starting at t until it comes back to t.

@@ -9,6 +9,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/source"
 )
@@ -97,41 +98,89 @@ func (t *Text) Literal() (string, bool) {
 	return "", false
 }
 
-// Render evaluates the placeholders. nil renders as the empty string.
-func (t *Text) Render(ev *expression.Evaluator) (string, error) {
-	if s, ok := t.Literal(); ok {
-		return s, nil
+// Single returns the program of a text that is exactly one placeholder, whose value keeps the
+// expression's type.
+func (t *Text) Single() (*vm.Program, bool) {
+	if len(t.parts) == 1 && t.parts[0].prog != nil {
+		return t.parts[0].prog, true
 	}
-	var b strings.Builder
-	b.Grow(t.size)
-	for _, p := range t.parts {
-		if p.prog == nil {
-			b.WriteString(p.lit)
-			continue
-		}
-		v, err := ev.Eval(p.prog)
-		if err != nil {
-			return "", fmt.Errorf("placeholder {{ %s }}: %w", p.prog.Source().String(), err)
-		}
-		writeValue(&b, v)
-	}
-	return b.String(), nil
+	return nil, false
 }
 
-// writeValue writes a placeholder's value: nil as nothing, numbers in their shortest form.
-func writeValue(b *strings.Builder, v any) {
-	var num [32]byte
+// Constant tells whether every placeholder of the text reads nothing of the request, so that
+// it can be evaluated once, at load.
+func (t *Text) Constant() bool {
+	for _, p := range t.parts {
+		if p.prog != nil && !exprConstant(p.prog) {
+			return false
+		}
+	}
+	return true
+}
+
+// evalConstant evaluates a Constant text: the placeholder's value for a single placeholder, a
+// string otherwise.
+func (t *Text) evalConstant() (any, error) {
+	if prog, ok := t.Single(); ok {
+		v, err := exprEvalConstant(prog)
+		if err != nil {
+			return nil, fmt.Errorf("placeholder {{ %s }}: %w", prog.Source().String(), err)
+		}
+		return v, nil
+	}
+	b, err := t.append(nil, exprEvalConstant)
+	return string(b), err
+}
+
+// Append appends the text with its placeholders evaluated by ev: nil as nothing, numbers in
+// their shortest form. A placeholder giving a mapping or a list is an error.
+func (t *Text) Append(dst []byte, ev *expression.Evaluator) ([]byte, error) {
+	return t.append(dst, ev.Eval)
+}
+
+func (t *Text) append(dst []byte, eval func(*vm.Program) (any, error)) ([]byte, error) {
+	for _, p := range t.parts {
+		if p.prog == nil {
+			dst = append(dst, p.lit...)
+			continue
+		}
+		v, err := eval(p.prog)
+		if err != nil {
+			return dst, fmt.Errorf("placeholder {{ %s }}: %w", p.prog.Source().String(), err)
+		}
+		var ok bool
+		if dst, ok = appendValue(dst, v); !ok {
+			return dst, fmt.Errorf("placeholder {{ %s }} gives %s, which has no text (expected a string, number or boolean)", p.prog.Source().String(), catalogue.Describe(v))
+		}
+	}
+	return dst, nil
+}
+
+// stringOf is the text a placeholder's value renders as in a string. Mappings and lists have
+// no text.
+func stringOf(v any) (string, bool) {
+	if s, ok := v.(string); ok {
+		return s, true
+	}
+	b, ok := appendValue(nil, v)
+	return string(b), ok
+}
+
+// appendValue appends a placeholder's value as text: nil as nothing, numbers in their shortest
+// form. It reports false for a value that has no text (a mapping or a list).
+func appendValue(b []byte, v any) ([]byte, bool) {
 	switch v := v.(type) {
 	case nil:
 	case string:
-		b.WriteString(v)
+		b = append(b, v...)
 	case int:
-		b.Write(strconv.AppendInt(num[:0], int64(v), 10))
+		b = strconv.AppendInt(b, int64(v), 10)
 	case float64:
-		b.Write(strconv.AppendFloat(num[:0], v, 'f', -1, 64))
+		b = strconv.AppendFloat(b, v, 'f', -1, 64)
 	case bool:
-		b.Write(strconv.AppendBool(num[:0], v))
+		b = strconv.AppendBool(b, v)
 	default:
-		b.WriteString(fmt.Sprint(v))
+		return b, false
 	}
+	return b, true
 }

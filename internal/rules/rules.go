@@ -11,6 +11,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/schema"
@@ -23,11 +24,9 @@ type Rule struct {
 	When     string
 	Persona  string
 	Priority int
-	// Set overrides persona fields for requests this rule routes.
-	Set persona.Fields
-	// HasSet tells whether the rule has a `set` block.
-	HasSet bool
-	Pos    source.Pos
+	// Set changes persona fields for requests this rule routes; nil when the rule has none.
+	Set *persona.Doc
+	Pos source.Pos
 	// PersonaPos is where the persona is named, for errors about it.
 	PersonaPos source.Pos
 	// Order is the rule's place in decision order, from 0.
@@ -155,7 +154,7 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 		case "set":
 			set, serrs := persona.ParseSet(path, p.Value, c)
 			errs.Add(serrs...)
-			r.Set, r.HasSet = set, true
+			r.Set = set
 		}
 		if err != nil {
 			errs.Add(err)
@@ -217,11 +216,15 @@ type Test struct {
 	// ExpectRule is the rule expected to match; ExpectDefault asks for no rule (`rule: null`).
 	ExpectRule    *string
 	ExpectDefault bool
-	// ExpectConfig lists persona-config fields compared exactly after rendering.
-	ExpectConfig []ConfigExpectation
+	// ExpectConfig lists the fields expected of the rendered personaConfig, and ExpectSession
+	// those of the rendered request's top level (clientLabel, sessionOptions, extra fields).
+	ExpectConfig  []ConfigExpectation
+	ExpectSession []ConfigExpectation
 }
 
-// ConfigExpectation is one expected persona-config field.
+// ConfigExpectation is one expected field of the rendered request. A mapping matches a
+// rendered object that has at least its keys, each matching; a list matches a list of as many
+// items, each matching; anything else must be equal.
 type ConfigExpectation struct {
 	Field string
 	Value any
@@ -231,7 +234,7 @@ type ConfigExpectation struct {
 var (
 	testKeys    = []string{"name", "request", "expect"}
 	requestKeys = []string{"context", "metadata", "user"}
-	expectKeys  = []string{"persona", "rule", "personaConfig"}
+	expectKeys  = []string{"persona", "rule", "personaConfig", "session"}
 )
 
 func parseTest(path string, n *yaml.Node) (*Test, source.Errors) {
@@ -339,22 +342,32 @@ func (t *Test) parseExpect(path string, n *yaml.Node) source.Errors {
 			}
 			t.ExpectRule = &v
 		case "personaConfig":
-			fields, ferrs := source.Mapping(path, p.Value, "expect.personaConfig", persona.FieldNames)
-			errs.Add(ferrs...)
-			for _, f := range fields {
-				var raw any
-				if err := f.Value.Decode(&raw); err != nil {
-					errs.Addf(source.At(path, f.Value), "expect.personaConfig.%s: %v", f.Key, err)
-					continue
-				}
-				v, err := toJSON(raw)
-				if err != nil {
-					errs.Addf(source.At(path, f.Value), "expect.personaConfig.%s %v", f.Key, err)
-					continue
-				}
-				t.ExpectConfig = append(t.ExpectConfig, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value)})
-			}
+			t.ExpectConfig, errs = expectations(path, p.Value, "expect.personaConfig", catalogue.PersonaConfig.Names(), errs)
+		case "session":
+			t.ExpectSession, errs = expectations(path, p.Value, "expect.session", nil, errs)
 		}
 	}
 	return errs
+}
+
+// expectations reads the expected fields of a part of the rendered request; known, when not
+// nil, lists the fields that part has.
+func expectations(path string, n *yaml.Node, what string, known []string, errs source.Errors) ([]ConfigExpectation, source.Errors) {
+	fields, ferrs := source.Mapping(path, n, what, known)
+	errs = append(errs, ferrs...)
+	var out []ConfigExpectation
+	for _, f := range fields {
+		var raw any
+		if err := f.Value.Decode(&raw); err != nil {
+			errs.Addf(source.At(path, f.Value), "%s.%s: %v", what, f.Key, err)
+			continue
+		}
+		v, err := toJSON(raw)
+		if err != nil {
+			errs.Addf(source.At(path, f.Value), "%s.%s %v", what, f.Key, err)
+			continue
+		}
+		out = append(out, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value)})
+	}
+	return out, errs
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
 )
 
@@ -21,7 +20,7 @@ type fakeMinter struct{}
 
 var _ Minter = fakeMinter{}
 
-func (fakeMinter) CreateSessionToken(context.Context, anam.SessionRequest) (string, error) {
+func (fakeMinter) CreateSessionToken(context.Context, []byte) (string, error) {
 	return "h.p.s", nil
 }
 

@@ -59,12 +59,8 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		}
 		s.metrics.decisions.WithLabelValues(res.Persona, rule).Inc()
 
-		label := "persona-router/" + res.Persona
-		if rule != "" {
-			label += "/" + rule
-		}
 		start := time.Now()
-		token, err := s.anam.CreateSessionToken(c.Request.Context(), anam.SessionRequest{PersonaConfig: res.Config, ClientLabel: label})
+		token, err := s.anam.CreateSessionToken(c.Request.Context(), res.Body)
 		s.metrics.anamDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
 			abort(c, s.upstreamError(c, err))

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	"gopkg.in/yaml.v3"
 )
 
@@ -290,7 +291,7 @@ func Mapping(path string, n *yaml.Node, what string, known []string) ([]Field, E
 		seen[k.Value] = true
 		if known != nil && !slices.Contains(known, k.Value) {
 			errs.Addf(At(path, k), "unknown field %q in %s%s (expected one of: %s)",
-				k.Value, what, suggest(k.Value, known), strings.Join(known, ", "))
+				k.Value, what, Suggest(k.Value, known), strings.Join(known, ", "))
 			continue
 		}
 		fields = append(fields, Field{Key: k.Value, KeyN: k, Value: v})
@@ -305,15 +306,27 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// suggest names the known key that differs from key only in case, the typo people make most
-// (avatarID for avatarId).
-func suggest(key string, known []string) string {
+// Suggest returns ", did you mean "k"?" for the known word k closest to word: one that
+// differs only in case (avatarID for avatarId), else the nearest by edit distance when it is
+// near enough to be a typo (at most one edit in four characters). It returns "" when none is.
+func Suggest(word string, known []string) string {
 	for _, k := range known {
-		if strings.EqualFold(k, key) {
+		if strings.EqualFold(k, word) {
 			return ", did you mean " + strconv.Quote(k) + "?"
 		}
 	}
-	return ""
+	best, bestDist := "", 0
+	lower := strings.ToLower(word)
+	for _, k := range known {
+		d := levenshtein.ComputeDistance(lower, strings.ToLower(k))
+		if d <= max(1, len([]rune(k))/4) && (best == "" || d < bestDist) {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return ", did you mean " + strconv.Quote(best) + "?"
 }
 
 // Describe names the kind of a node for error messages.

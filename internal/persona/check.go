@@ -1,0 +1,142 @@
+package persona
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/persona-router/persona-router/internal/catalogue"
+	"github.com/persona-router/persona-router/internal/source"
+)
+
+// session-level members of a persona document: everything else is a personaConfig field.
+const (
+	keyExtends = "extends"
+	keySession = "session"
+	keyExtra   = "extra"
+	keyID      = "personaId"
+)
+
+// stateful reports whether a merged document selects a persona saved in Anam Lab.
+func stateful(doc *node) bool { return doc != nil && doc.get(keyID) != nil }
+
+// check validates merged, the document a template or rule renders, where own is the document
+// that template or rule wrote itself (not inherited). Problems with no position of their own
+// are reported at pos, on behalf of who ("persona \"sales\"", "rule \"eu\"").
+//
+// In stateful mode Anam ignores every personaConfig field but personaId, so a template or rule
+// that gives both is a mistake worth reporting; fields inherited into a stateful persona are
+// dropped when it is compiled.
+func check(own, merged *node, pos source.Pos, who string) source.Errors {
+	var errs source.Errors
+	if stateful(merged) {
+		for _, m := range own.members {
+			if m.key != keyID && m.key != keySession && m.key != keyExtends {
+				errs.Addf(m.node.keyPos, "%s sets %s, but the persona is stateful (personaId names a persona saved in Anam Lab) and Anam ignores %s then; remove one of them", who, m.key, m.key)
+			}
+		}
+		if s := merged.get(keySession); s != nil {
+			errs.Add(checkTree(s)...)
+		}
+		return errs
+	}
+	var missing []string
+	for _, f := range catalogue.PersonaConfig.Fields {
+		if f.Required && merged.get(f.Name) == nil {
+			missing = append(missing, f.Name)
+		}
+	}
+	if len(missing) > 0 {
+		errs.Addf(pos, "%s has no %s (required, set here or inherited through extends, unless personaId is set)", who, strings.Join(missing, ", "))
+	}
+	for _, m := range merged.members {
+		errs.Add(checkTree(m.node)...)
+	}
+	return errs
+}
+
+// checkTree checks what can only be checked once a document is merged: which members an
+// object has (required, one-of, together, members that belong to a tool's type), unique tool
+// names and tool parameters.
+func checkTree(n *node) source.Errors {
+	var errs source.Errors
+	f := n.field
+	switch {
+	case n.kind == object && f.Kind == catalogue.Object:
+		for _, p := range f.CheckObject(n, n.keys()) {
+			at, path := n.pos, describePath(n.path, f)
+			if m := n.get(p.At); m != nil {
+				at, path = m.keyPos, m.path
+			}
+			// A missing member is reported at its object.
+			errs.Addf(at, "%s: %s", path, p.Msg)
+		}
+		for _, m := range n.members {
+			errs.Add(checkTree(m.node)...)
+		}
+	case n.kind == object && f.Kind == catalogue.Schema:
+		if err := checkJSONSchema(value(n)); err != nil {
+			errs.Addf(n.pos, "%s is not a valid JSON Schema: %v", n.path, err)
+		}
+	case n.kind == object:
+		for _, m := range n.members {
+			errs.Add(checkTree(m.node)...)
+		}
+	case n.kind == list:
+		seen := make(map[string]*node)
+		for _, item := range n.items {
+			errs.Add(checkTree(item)...)
+			if f.UniqueBy == "" || item.kind != object {
+				continue
+			}
+			key, ok := item.Str(f.UniqueBy)
+			if !ok {
+				continue
+			}
+			if prev, dup := seen[key]; dup {
+				errs.Addf(item.get(f.UniqueBy).pos, "%s.%s: %q is already the %s of %s (%s names must be unique within a persona)", item.path, f.UniqueBy, key, f.UniqueBy, prev.path, f.Items.Name)
+				continue
+			}
+			seen[key] = item
+		}
+	}
+	return errs
+}
+
+// value returns a document's value as decoded JSON would hold it; text with placeholders is
+// its source.
+func value(n *node) any {
+	switch n.kind {
+	case literal:
+		return n.lit
+	case text:
+		return n.text.Source
+	case object:
+		m := make(map[string]any, len(n.members))
+		for _, mem := range n.members {
+			m[mem.key] = value(mem.node)
+		}
+		return m
+	case list:
+		l := make([]any, len(n.items))
+		for i, item := range n.items {
+			l[i] = value(item)
+		}
+		return l
+	}
+	return nil
+}
+
+// dedupe drops repeated errors: a parent's problem is found again in each child that
+// inherits it.
+func dedupe(errs source.Errors) source.Errors {
+	seen := make(map[string]bool, len(errs))
+	out := errs[:0]
+	for _, e := range errs {
+		key := fmt.Sprint(e.Pos, "\x00", e.Msg)
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
