@@ -208,7 +208,8 @@ func (g gen) boolExpr(depth int) string {
 	return fmt.Sprintf("%s in %s", g.str(d), g.list(d))
 }
 
-// randomInput fills a request up to the bounds the server enforces, often to the brim.
+// randomInput fills a request up to the bounds the server enforces, often to the brim: the
+// bounds of each value, and of metadata and the user's claims as a whole.
 func randomInput(r *rand.Rand) Input {
 	s := func() string {
 		n := r.IntN(ValueBytes + 1)
@@ -217,17 +218,23 @@ func randomInput(r *rand.Rand) Input {
 		}
 		return strings.Repeat("ab,", n/3+1)[:n]
 	}
-	list := func() []any {
-		out := make([]any, r.IntN(ValueItems+1))
-		for i := range out {
-			out[i] = s()
+	// list holds at most total bytes of strings.
+	list := func(total int) []any {
+		out := make([]any, 0, ValueItems)
+		for range r.IntN(ValueItems + 1) {
+			item := s()
+			if total -= len(item); total < 0 {
+				break
+			}
+			out = append(out, item)
 		}
 		return out
 	}
+	name, tier, id := s(), s(), s()
 	return Input{
 		Context:  strings.Repeat("c", r.IntN(ContextBytes+1)),
-		Metadata: map[string]any{"name": s(), "tier": s(), "tags": list()},
-		User:     map[string]any{"id": s(), "groups": list()},
+		Metadata: map[string]any{"name": name, "tier": tier, "tags": list(MetadataBytes - len(name) - len(tier))},
+		User:     map[string]any{"id": id, "groups": list(ClaimsBytes - len(id))},
 	}
 }
 
