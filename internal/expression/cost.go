@@ -461,16 +461,38 @@ func constInt(n ast.Node) (int64, bool) {
 	return 0, false
 }
 
-// call estimates the one function: bucket.
+// call estimates the functions: bucket and sign.
 func (e *estimator) call(n *ast.CallNode) est {
-	id, ok := n.Callee.(*ast.IdentifierNode)
-	if !ok || id.Value != "bucket" || len(n.Arguments) != 1 {
-		return e.fail(n, "%s cannot be used in persona-router expressions", clip(n))
+	switch {
+	case isCallOf(n, "bucket") && len(n.Arguments) == 1:
+		key := e.node(n.Arguments[0])
+		out := key.plus(scalar(1))
+		out.b = nil
+		out.steps = add(out.steps, work(key.b.size()))
+		return out
+	case isCallOf(n, "sign") && (len(n.Arguments) == 1 || len(n.Arguments) == 2):
+		return e.sign(n)
 	}
-	key := e.node(n.Arguments[0])
-	out := key.plus(scalar(1))
-	out.b = nil
-	out.steps = add(out.steps, work(key.b.size()))
+	return e.fail(n, "%s cannot be used in persona-router expressions", clip(n))
+}
+
+// signedIDBytes is the longest user id sign() can sign: a string claim.
+const signedIDBytes = min(ValueBytes, ClaimsBytes)
+
+// sign estimates sign(url) and sign(url, ttl): the URL with the longest user id, escaped
+// (each byte at most three), and the query's fixed part; the HMAC's steps; and the call with
+// the names the guard adds to it (sign., signer., meter.).
+func (e *estimator) sign(n *ast.CallNode) est {
+	arg := e.node(n.Arguments[0])
+	out := arg.plus(scalar(4))
+	if len(n.Arguments) == 2 {
+		out = out.plus(e.node(n.Arguments[1]))
+	}
+	url := bytesOf(arg.b)
+	steps, mem := signCost(url, signedIDBytes)
+	out.steps = add(out.steps, steps)
+	out.mem = add(out.mem, mem)
+	out.b = &bound{bytes: add(add(url, 3*signedIDBytes), signOverhead)}
 	return out
 }
 

@@ -105,13 +105,13 @@ func FuzzEstimateBoundsEvaluation(f *testing.F) {
 	f.Fuzz(func(t *testing.T, exprSeed, inputSeed uint64) {
 		g := gen{r: rand.New(rand.NewPCG(exprSeed, 1))}
 		src := g.boolExpr(3)
-		p, vars, err := compile(src)
+		p, vars, err := compile(src, true)
 		if err != nil {
 			return // refused at load: nothing to check
 		}
 		_, cost, _ := build(src, vars, true)
 		in := randomInput(rand.New(rand.NewPCG(inputSeed, 2)))
-		ev := Acquire(in, &Layout{vars: vars})
+		ev := Acquire(in, &Layout{vars: vars, mac: testMAC})
 		defer ev.Release()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -149,7 +149,7 @@ func (g gen) str(depth int) string {
 		return g.pick(`context`, `"abc"`, `(metadata.name ?? "")`, `(user.id ?? "")`, `"x"`)
 	}
 	d := depth - 1
-	switch g.r.IntN(9) {
+	switch g.r.IntN(10) {
 	case 0:
 		return g.str(d) + " + " + g.str(d)
 	case 1:
@@ -166,6 +166,11 @@ func (g gen) str(depth int) string {
 		return fmt.Sprintf("string(%s)", g.pick(`metadata.tags`, `metadata`, `user`, `len(context)`))
 	case 7:
 		return fmt.Sprintf("(%s ? %s : %s)", g.boolExpr(d), g.str(d), g.str(d))
+	case 8:
+		if g.r.IntN(2) == 0 {
+			return fmt.Sprintf("sign(%s)", g.str(d))
+		}
+		return fmt.Sprintf("sign(%s, %d)", g.str(d), 1+g.r.IntN(maxTTL))
 	}
 	return fmt.Sprintf("trim(%s)", g.str(d))
 }
@@ -253,7 +258,7 @@ func BenchmarkNearBudget(b *testing.B) {
 		`any(metadata.tags, any(1..150, # < 0))`,
 		`count(1..7000, # % 7 == 0) > 0`,
 	} {
-		p, vars, err := compile(src)
+		p, vars, err := compile(src, false)
 		if err != nil {
 			b.Fatalf("%s: %v", src, err)
 		}

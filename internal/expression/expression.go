@@ -10,8 +10,10 @@ package expression
 import (
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
@@ -49,6 +51,9 @@ type Input struct {
 	Metadata map[string]any
 	// User holds the signed-in user's claims, with "id" for the subject; empty when anonymous.
 	User map[string]any
+	// Now is the request's time, from which the URLs sign() signs expire. Zero means the time
+	// of the request's first sign() call: every URL of one request has the same expiry.
+	Now time.Time
 }
 
 // Compiler compiles the expressions of one configuration and records which variables of the
@@ -61,6 +66,8 @@ type Input struct {
 type Compiler struct {
 	vars  []variable
 	index map[string]bool
+	// mac returns an HMAC keyed with the signing secret; nil without one (see sign.go).
+	mac func() hash.Hash
 }
 
 // The request's parts, as sources of variables.
@@ -81,15 +88,19 @@ type variable struct {
 }
 
 // NewCompiler returns a Compiler for one configuration.
-func NewCompiler() *Compiler {
-	return &Compiler{index: make(map[string]bool)}
+func NewCompiler(opts ...Option) *Compiler {
+	c := &Compiler{index: make(map[string]bool)}
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
 }
 
 // Compile compiles one expression against the request environment: `context` (a string),
-// `metadata` and `user` (maps), and the function bucket. Its programs must be evaluated with
-// this Compiler's Layout.
+// `metadata` and `user` (maps), and the functions bucket and sign (sign only with a signing
+// secret: WithSigningSecret). Its programs must be evaluated with this Compiler's Layout.
 func (c *Compiler) Compile(src string) (*vm.Program, error) {
-	p, vars, err := compile(src)
+	p, vars, err := compile(src, c.mac != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -105,11 +116,12 @@ func (c *Compiler) Compile(src string) (*vm.Program, error) {
 // Check compiles src to validate it, without recording what it reads: its program must not be
 // evaluated with this Compiler's Layout.
 func (c *Compiler) Check(src string) (*vm.Program, error) {
-	p, _, err := compile(src)
+	p, _, err := compile(src, c.mac != nil)
 	return p, err
 }
 
-func compile(src string) (*vm.Program, []variable, error) {
+// compile compiles src, whose sign() calls need signing to be true (a secret to sign with).
+func compile(src string, signing bool) (*vm.Program, []variable, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		_, err = checker.ParseCheck(src, config(nil)) // reports the syntax error as expr words it
@@ -117,6 +129,9 @@ func compile(src string) (*vm.Program, []variable, error) {
 	}
 	if err := unavailable(tree); err != nil {
 		return nil, nil, err
+	}
+	if err := signCalls(tree.Node, signing); err != nil {
+		return nil, nil, err.Bind(tree.Source)
 	}
 	vars := variables(tree.Node)
 	p, _, err := build(src, vars, true)
@@ -184,18 +199,24 @@ func build(src string, vars []variable, estimated bool) (*vm.Program, Cost, erro
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 		return nil, cost, err
 	}
+	if err := signLifetimes(tree.Node); err != nil {
+		return nil, cost, err.Bind(tree.Source)
+	}
 	p, err := compiler.Compile(tree, cfg)
 	return p, cost, err
 }
 
 // Layout returns what evaluations of this Compiler's programs must fill in per request.
 func (c *Compiler) Layout() *Layout {
-	return &Layout{vars: slices.Clone(c.vars)}
+	return &Layout{vars: slices.Clone(c.vars), mac: c.mac}
 }
 
-// Layout lists the variables one configuration's programs read. It is immutable.
+// Layout lists the variables one configuration's programs read, and carries the Compiler's
+// signing secret for their sign() calls (inside a function value, which nothing prints). It
+// is immutable.
 type Layout struct {
 	vars []variable
+	mac  func() hash.Hash
 }
 
 // builtins lists expr's builtin functions that expressions may call: the ones whose worst
@@ -215,6 +236,11 @@ var builtins = []string{
 var base = func() *conf.Config {
 	cfg := conf.CreateNew()
 	opts := append([]expr.Option{
+		// sign is declared for the checker only: the guard patcher routes every call to
+		// fnSign, which gets the request's signer.
+		expr.Function("sign", func(...any) (any, error) {
+			return nil, errors.New("sign() must be compiled by a persona-router Compiler")
+		}, new(func(string) string), new(func(string, int) string)),
 		expr.Function("bucket", func(params ...any) (any, error) {
 			key, ok := params[0].(string)
 			if !ok {
@@ -238,10 +264,11 @@ var base = func() *conf.Config {
 }()
 
 // config returns the configuration compiling an expression that reads vars: the request's
-// parts, the flattened member reads, and the meter.
+// parts, the flattened member reads, the meter and the signer.
 func config(vars []variable) *conf.Config {
 	object := types.TypeOf(map[string]any{})
-	env := types.Map{"context": types.String, "metadata": object, "user": object, meterVar: types.TypeOf(&meter{})}
+	env := types.Map{"context": types.String, "metadata": object, "user": object,
+		meterVar: types.TypeOf(&meter{}), signerVar: types.TypeOf(&signer{})}
 	for _, v := range vars {
 		if v.key != "" {
 			env[v.name] = types.Any
@@ -331,9 +358,10 @@ func Bucket(key string) int {
 // Evaluator evaluates programs against one Input. It is not safe for concurrent use; take one
 // per request with Acquire and give it back with Release.
 type Evaluator struct {
-	vm    vm.VM
-	env   map[string]any
-	meter meter
+	vm     vm.VM
+	env    map[string]any
+	meter  meter
+	signer signer
 }
 
 var pool = sync.Pool{New: func() any {
@@ -342,6 +370,7 @@ var pool = sync.Pool{New: func() any {
 		env: make(map[string]any, 8),
 	}
 	e.env[meterVar] = &e.meter
+	e.env[signerVar] = &e.signer
 	return e
 }}
 
@@ -350,9 +379,11 @@ var empty = map[string]any{}
 // Acquire returns an Evaluator bound to in, for programs compiled by the Compiler whose layout
 // is l. Absent metadata or user are empty maps, so expressions see `metadata.tier` as nil
 // rather than failing on a nil map. Only the variables the layout lists are set: no program of
-// that configuration reads the others.
+// that configuration reads the others. The URLs its programs sign all expire from one time:
+// in.Now, or the time of the first sign() call until Release.
 func Acquire(in Input, l *Layout) *Evaluator {
 	e := pool.Get().(*Evaluator)
+	e.signer = signer{mac: l.mac, user: in.User, now: in.Now}
 	maps := [...]map[string]any{fromMetadata: orEmpty(in.Metadata), fromUser: orEmpty(in.User)}
 	for _, v := range l.vars {
 		switch {

@@ -20,10 +20,12 @@ import (
 //     evaluation's meter with the size of the body, so no nesting of loops can run past
 //     MaxCost steps;
 //   - string concatenation (+), repeat, replace and join charge the bytes they build before
-//     building them, so no evaluation allocates more than MaxMemory bytes of strings.
+//     building them, so no evaluation allocates more than MaxMemory bytes of strings;
+//   - sign (sign.go) gets the request's signer, and charges the bytes it builds and its HMAC's
+//     steps before signing.
 //
 // The meter is a variable of the environment whose name no expression can spell ("meter."),
-// set per evaluation by Eval.
+// set per evaluation by Eval; so is the signer ("signer."), set per request by Acquire.
 
 // meter counts what one evaluation has done.
 type meter struct {
@@ -61,6 +63,7 @@ const (
 	fnReplace = "replace."
 	fnJoin    = "join."
 	fnTick    = "tick."
+	fnSign    = "sign."
 )
 
 // tickTypes lists the body types a tick keeps; any other type goes through the "any" tick.
@@ -153,13 +156,19 @@ func guardOptions() []expr.Option {
 			}
 			return strings.Join(parts, glue), nil
 		}, new(func(*meter, any) string), new(func(*meter, any, string) string)),
+		expr.Function(fnSign, func(params ...any) (any, error) {
+			return params[0].(*signer).sign(params[1].(*meter), params[2], params[3:]...)
+		}, new(func(*signer, *meter, string) string), new(func(*signer, *meter, string, int) string)),
 	}
 }
 
-// guard is the patcher that routes loops and string building through the meter.
+// guard is the patcher that routes loops and string building through the meter, and sign
+// through the signer.
 type guard struct{}
 
 func meterNode() ast.Node { return &ast.IdentifierNode{Value: meterVar} }
+
+func signerNode() ast.Node { return &ast.IdentifierNode{Value: signerVar} }
 
 func call(name string, args ...ast.Node) *ast.CallNode {
 	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: args}
@@ -186,6 +195,10 @@ func (guard) Visit(node *ast.Node) {
 			ast.Patch(node, call(fnReplace, append([]ast.Node{meterNode()}, n.Arguments...)...))
 		case "join":
 			ast.Patch(node, call(fnJoin, append([]ast.Node{meterNode()}, n.Arguments...)...))
+		}
+	case *ast.CallNode:
+		if isCallOf(n, "sign") {
+			ast.Patch(node, call(fnSign, append([]ast.Node{signerNode(), meterNode()}, n.Arguments...)...))
 		}
 	case *ast.PredicateNode:
 		kind, ok := tickTypes[kindOf(n.Node)]
