@@ -34,6 +34,8 @@ Usage:
   persona-router [serve] [flags]   run the HTTP service (the default command)
   persona-router check [flags]     validate rules/ and personas/ and run the rule tests
   persona-router explain [flags]   show which persona a request gets, and why
+  persona-router schema personas   print the JSON Schema of persona files, for editors
+  persona-router schema rules      print the JSON Schema of rule files, for editors
 
 Run "persona-router COMMAND -h" for a command's flags.
 `
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCheck(rest, stdout, stderr)
 	case "explain":
 		return runExplain(rest, stdout, stderr)
+	case "schema":
+		return runSchema(rest, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
