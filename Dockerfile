@@ -5,7 +5,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/persona-router ./cmd/persona-router
-RUN /out/persona-router check --rules rules --personas personas
+RUN /out/persona-router check --sandbox --rules rules --personas personas
 
 # Run: no shell, no package manager, a non-root user.
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -35,7 +35,7 @@ func sandboxClient() *anam.Client {
 // persona config the service renders for the benchmark's request, computed once — with no
 // routing, no rendering, no logs and no metrics.
 func bareHandler(b *testing.B, client *anam.Client, body []byte) http.Handler {
-	snap, err := config.Load(config.Dirs{Rules: "../../rules", Personas: "../../personas"})
+	snap, err := config.Load(config.Dirs{Rules: "../../rules", Personas: "../../personas", SigningSecret: []byte(testSigningSecret)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func (f fixedConfig) Current() *config.Snapshot { return f.snap }
 // routerHandler is the service as `serve --sandbox` builds it, with the shipped configuration
 // and JSON request logs (to nowhere).
 func routerHandler(b *testing.B) http.Handler {
-	snap, err := config.Load(config.Dirs{Rules: "../../rules", Personas: "../../personas"})
+	snap, err := config.Load(config.Dirs{Rules: "../../rules", Personas: "../../personas", SigningSecret: []byte(testSigningSecret)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,10 +13,24 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
-// configFlags registers --rules and --personas.
-func configFlags(fs *flag.FlagSet, dirs *config.Dirs) {
+// configFlags registers --rules, --personas and --sandbox.
+func configFlags(fs *flag.FlagSet, dirs *config.Dirs) (sandbox *bool) {
 	fs.StringVar(&dirs.Rules, "rules", "./rules", "directory of rule files")
 	fs.StringVar(&dirs.Personas, "personas", "./personas", "directory of persona templates")
+	return fs.Bool("sandbox", false, "sign() uses the public development secret when TOOL_SIGNING_SECRET is not set, as `serve --sandbox` does")
+}
+
+// load loads the configuration as `serve` would, with the signing secret from the environment.
+func load(dirs config.Dirs, getenv func(string) string, sandbox bool, stderr io.Writer) (*config.Snapshot, error) {
+	if err := signingSecret(&dirs, getenv, sandbox); err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, exitError{err}
+	}
+	snap, err := config.Load(dirs)
+	if err != nil {
+		return nil, reportLoad(err, stderr)
+	}
+	return snap, nil
 }
 
 // parseFlags parses a subcommand's flags; -h prints them and ends the command successfully.
@@ -39,24 +53,29 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (done bool, e
 // reportLoad prints every load error, one per line, and turns them into an exitError.
 func reportLoad(err error, stderr io.Writer) error {
 	errs := source.AsErrors(err)
+	secret := false
 	for _, e := range errs {
 		fmt.Fprintln(stderr, e.Error())
+		secret = secret || strings.Contains(e.Msg, "TOOL_SIGNING_SECRET")
+	}
+	if secret {
+		fmt.Fprintln(stderr, "(to check a configuration without the secret, --sandbox signs with the public development secret)")
 	}
 	fmt.Fprintf(stderr, "configuration rejected: %d error(s)\n", len(errs))
 	return exitError{err}
 }
 
-func runCheck(args []string, stdout, stderr io.Writer) error {
+func runCheck(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	var dirs config.Dirs
-	configFlags(fs, &dirs)
+	sandbox := configFlags(fs, &dirs)
 	requireCoverage := fs.Bool("require-coverage", false, "fail when a rule is reached by no rule test")
 	if done, err := parseFlags(fs, args, stderr); done {
 		return err
 	}
-	snap, err := config.Load(dirs)
+	snap, err := load(dirs, getenv, *sandbox, stderr)
 	if err != nil {
-		return reportLoad(err, stderr)
+		return err
 	}
 	uncovered := snap.Uncovered()
 	level := "warning"
@@ -74,10 +93,10 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runExplain(args []string, stdout, stderr io.Writer) error {
+func runExplain(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	var dirs config.Dirs
-	configFlags(fs, &dirs)
+	sandbox := configFlags(fs, &dirs)
 	context := fs.String("context", "", "the request's context")
 	metadata := fs.String("metadata", "{}", "the request's metadata, as a JSON object")
 	user := fs.String("user", "{}", `the signed-in user, as a JSON object (e.g. {"id": "u1"})`)
@@ -94,9 +113,9 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, err)
 		return exitError{err}
 	}
-	snap, err := config.Load(dirs)
+	snap, err := load(dirs, getenv, *sandbox, stderr)
 	if err != nil {
-		return reportLoad(err, stderr)
+		return err
 	}
 	e := snap.Explain(in)
 	enc := json.NewEncoder(stdout)

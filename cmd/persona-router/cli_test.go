@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,13 @@ import (
 func runCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), append([]string{"persona-router"}, args...), func(string) string { return "" }, &stdout, &stderr)
+	getenv := func(k string) string {
+		if k == "TOOL_SIGNING_SECRET" {
+			return testSigningSecret
+		}
+		return ""
+	}
+	err := run(context.Background(), append([]string{"persona-router"}, args...), getenv, &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
 
@@ -48,8 +55,32 @@ func TestCheckShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check failed: %v\n%s", err, stderr)
 	}
-	if !strings.HasPrefix(stdout, "ok: 5 personas, 7 rules, 11 tests passed, 0 rules untested (version ") || strings.Count(stdout, "\n") != 1 {
+	if !strings.HasPrefix(stdout, "ok: 5 personas, 8 rules, 15 tests passed, 0 rules untested (version ") || strings.Count(stdout, "\n") != 1 {
 		t.Errorf("summary = %q", stdout)
+	}
+}
+
+// sign() needs TOOL_SIGNING_SECRET: without it the shipped configuration does not load, and
+// the error says how to dry-run it; --sandbox uses the public development secret; a short
+// secret is refused without being repeated.
+func TestCheckSigningSecret(t *testing.T) {
+	check := func(env map[string]string, args ...string) (string, error) {
+		var stdout, stderr strings.Builder
+		err := run(context.Background(), append([]string{"persona-router", "check"}, append(args, shipped...)...),
+			func(k string) string { return env[k] }, &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	out, err := check(nil)
+	if err == nil || !strings.Contains(out, "customer-support.yaml:30:14: tools[1].url placeholder: sign() needs a signing secret: set TOOL_SIGNING_SECRET") || !strings.Contains(out, "--sandbox signs with the public development secret") {
+		t.Errorf("check without a secret: %v\n%s", err, out)
+	}
+	if out, err := check(nil, "--sandbox"); err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("check --sandbox: %v\n%s", err, out)
+	}
+	short := "31-bytes-of-secret-xxxxxxxxxxxx"
+	out, err = check(map[string]string{"TOOL_SIGNING_SECRET": short})
+	if err == nil || !strings.Contains(out, "TOOL_SIGNING_SECRET must be at least 32 bytes") || strings.Contains(out, short) {
+		t.Errorf("check with a 31-byte secret: %v\n%s", err, out)
 	}
 }
 
@@ -104,6 +135,7 @@ func TestExplain(t *testing.T) {
 		Reason        string
 		ConfigVersion string
 		PersonaConfig map[string]any
+		Request       map[string]any
 		Trace         []struct {
 			Rule    string
 			Matched bool
@@ -113,14 +145,18 @@ func TestExplain(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("stdout is not the decision JSON: %v\n%s", err, stdout)
 	}
+	// request is the whole body as it would be sent: personaConfig and the session fields.
+	if pc, ok := got.Request["personaConfig"]; !ok || !reflect.DeepEqual(pc, any(got.PersonaConfig)) || got.Request["clientLabel"] != "persona-router/enterprise-support/enterprise-support" {
+		t.Errorf("request = %v", got.Request)
+	}
 	if got.Persona != "enterprise-support" || got.Rule == nil || *got.Rule != "enterprise-support" || got.Reason != "rule" || got.ConfigVersion == "" {
 		t.Errorf("decision = %+v", got)
 	}
 	if p, _ := got.PersonaConfig["systemPrompt"].(string); !strings.Contains(p, "senior support engineer for Atlas") || !strings.Contains(p, "with Dana") {
 		t.Errorf("systemPrompt = %q", p)
 	}
-	if len(got.Trace) != 1 || got.Trace[0].Rule != "enterprise-support" || !got.Trace[0].Matched {
-		t.Errorf("trace = %+v, want only enterprise-support (support rules of other contexts are indexed out)", got.Trace)
+	if len(got.Trace) != 2 || got.Trace[0].Rule != "support-guest" || got.Trace[0].Matched || got.Trace[1].Rule != "enterprise-support" || !got.Trace[1].Matched {
+		t.Errorf("trace = %+v, want support-guest then enterprise-support (rules of other contexts are indexed out)", got.Trace)
 	}
 }
 

@@ -50,9 +50,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return runServe(ctx, rest, getenv, stderr)
 	case "check":
-		return runCheck(rest, stdout, stderr)
+		return runCheck(rest, getenv, stdout, stderr)
 	case "explain":
-		return runExplain(rest, stdout, stderr)
+		return runExplain(rest, getenv, stdout, stderr)
 	case "schema":
 		return runSchema(rest, stdout, stderr)
 	case "help":

@@ -19,6 +19,7 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/identity"
 	"github.com/persona-router/persona-router/internal/ratelimit"
 	"github.com/persona-router/persona-router/internal/reload"
@@ -129,6 +130,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	cfg.apiKey = getenv("ANAM_API_KEY")
 	cfg.adminToken = getenv("ADMIN_TOKEN")
 	cfg.jwt.Secret = []byte(getenv("JWT_SECRET"))
+	if err := signingSecret(&cfg.dirs, getenv, cfg.sandbox); err != nil {
+		return cfg, false, err
+	}
 	return cfg, false, cfg.validate()
 }
 
@@ -192,6 +196,30 @@ func (cfg *serveConfig) validate() error {
 	return nil
 }
 
+// devSigningSecret is what sign() signs with under --sandbox when TOOL_SIGNING_SECRET is not
+// set: it is public (it is in this source file), so a webhook must never accept its URLs.
+const devSigningSecret = "persona-router sandbox only: not a secret, never trust it"
+
+// signingSecret reads TOOL_SIGNING_SECRET, the key of sign() in persona placeholders, into
+// dirs. It comes from the environment only: a flag would show it in the process list. Under
+// --sandbox, a missing secret is replaced by the public development secret.
+func signingSecret(dirs *config.Dirs, getenv func(string) string, sandbox bool) error {
+	secret := getenv("TOOL_SIGNING_SECRET")
+	switch {
+	case secret != "":
+		if err := expression.CheckSigningSecret(secret); err != nil {
+			return err
+		}
+	case sandbox:
+		secret = devSigningSecret
+	}
+	dirs.SigningSecret = []byte(secret)
+	return nil
+}
+
+// usesDevSecret tells whether sign() signs with the public development secret.
+func usesDevSecret(dirs config.Dirs) bool { return string(dirs.SigningSecret) == devSigningSecret }
+
 // splitList splits a comma-separated flag value, dropping empty items.
 func splitList(s string) []string {
 	var out []string
@@ -234,6 +262,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg.logFormat, stderr)
+	if usesDevSecret(cfg.dirs) {
+		log.Warn("TOOL_SIGNING_SECRET is not set: --sandbox signs tool URLs with a fixed, public development secret; no webhook may trust them. Set TOOL_SIGNING_SECRET (at least 32 random bytes) before pointing real webhooks at this service")
+	}
 
 	metrics := server.NewMetrics()
 	configs, err := reload.New(cfg.dirs, cfg.reloadTimeout, log, reload.NewMetrics(metrics.Registry))

@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +51,9 @@ var listening = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"|msg=liste
 
 // startService runs the program with args and env, waits until it listens, and stops it when
 // the test ends (checking it exits cleanly).
+// testSigningSecret is TOOL_SIGNING_SECRET in the tests' environment.
+const testSigningSecret = "test-signing-secret-of-32-bytes!"
+
 func startService(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
 	joined := strings.Join(args, " ")
@@ -55,6 +63,9 @@ func startService(t *testing.T, env map[string]string, args ...string) *service 
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
+	if _, ok := env["TOOL_SIGNING_SECRET"]; !ok {
+		env["TOOL_SIGNING_SECRET"] = testSigningSecret // the shipped customer-support persona signs
+	}
 	getenv := func(k string) string { return env[k] }
 	go func() {
 		done <- run(ctx, append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0"}, args...), getenv, io.Discard, logs)
@@ -246,20 +257,64 @@ func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
 
 func TestTokenRoutesByContextAndMetadata(t *testing.T) {
 	u := newUpstream(t, nil)
-	s := startWithUpstream(t, u, nil)
-	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise", "product": "Atlas"}}`),
-		"Content-Type", "application/json")
+	s := startWithUpstream(t, u, nil, "--auth", "header")
+	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise", "product": "Atlas", "region": "EU"}}`),
+		"Content-Type", "application/json", "X-Forwarded-User", "u-42")
 	if a.status != http.StatusOK || a.body["persona"] != "enterprise-support" {
 		t.Fatalf("answer %d %s", a.status, a.raw)
 	}
 	body := u.requests()[0].body
 	pc := body["personaConfig"].(map[string]any)
 	if pc["name"] != "Cara, Senior Support Engineer" || pc["maxSessionLengthSeconds"] != 3600.0 ||
-		!strings.Contains(pc["systemPrompt"].(string), "senior support engineer for Atlas") {
+		!strings.Contains(pc["systemPrompt"].(string), "senior support engineer for Atlas") || pc["zeroDataRetention"] != true {
 		t.Errorf("personaConfig = %v", pc)
 	}
 	if body["clientLabel"] != "persona-router/enterprise-support/enterprise-support" {
 		t.Errorf("clientLabel = %v", body["clientLabel"])
+	}
+	if so, _ := json.Marshal(body["sessionOptions"]); string(so) != `{"sessionReplay":{"enableSessionReplay":false}}` {
+		t.Errorf("sessionOptions = %s", so)
+	}
+	// The order-lookup webhook inherited from customer-support carries a URL signed for this
+	// user, which a webhook written from Anam's recipe verifies with the secret.
+	tools, _ := pc["tools"].([]any)
+	if len(tools) != 2 {
+		t.Fatalf("tools = %v, want the knowledge base and the order lookup", pc["tools"])
+	}
+	hook, _ := tools[1].(map[string]any)
+	raw, _ := hook["url"].(string)
+	signed, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("webhook url %q: %v", raw, err)
+	}
+	q := signed.Query()
+	mac := hmac.New(sha256.New, []byte(testSigningSecret))
+	fmt.Fprintf(mac, "%s|%s|%s", "https://orders.example.com/anam/lookup-order", q.Get("uid"), q.Get("exp"))
+	exp, _ := strconv.ParseInt(q.Get("exp"), 10, 64)
+	if q.Get("uid") != "u-42" || !hmac.Equal([]byte(q.Get("sig")), []byte(hex.EncodeToString(mac.Sum(nil)))) ||
+		exp <= time.Now().Unix() || exp > time.Now().Add(time.Hour+time.Minute).Unix() {
+		t.Errorf("webhook url %q is not signed for u-42 with the secret, for an hour", raw)
+	}
+	// Visitors who are not signed in get support without the tools.
+	a = s.post(t, "/api/session-token", []byte(`{"context": "customer-support"}`), "Content-Type", "application/json")
+	if a.status != http.StatusUnauthorized {
+		t.Fatalf("anonymous in header mode: %d %s", a.status, a.raw)
+	}
+}
+
+func TestAnonymousSupportHasNoTools(t *testing.T) {
+	u := newUpstream(t, nil)
+	s := startWithUpstream(t, u, nil)
+	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise"}}`), "Content-Type", "application/json")
+	if a.status != http.StatusOK || a.body["persona"] != "customer-support" {
+		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	pc := u.requests()[0].body["personaConfig"].(map[string]any)
+	if _, ok := pc["tools"]; ok || pc["name"] != "Cara from Support" {
+		t.Errorf("personaConfig = %v, want front-line support without tools", pc)
+	}
+	if label := u.requests()[0].body["clientLabel"]; label != "persona-router/customer-support/support-guest" {
+		t.Errorf("clientLabel = %v", label)
 	}
 }
 
@@ -293,20 +348,37 @@ func TestTokenRequestErrors(t *testing.T) {
 
 func TestTokenRenderFailure(t *testing.T) {
 	u := newUpstream(t, nil)
-	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona})
+	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona + `maxSessionLengthSeconds: "{{ metadata.max }}"
+tools:
+  - {type: client, name: a, description: d}
+  - {type: server, subtype: webhook, name: b, description: d, url: "{{ metadata.hook ?? 'https://hooks.example.com/b' }}"}
+`})
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append([]string{"--anam-url", u.URL}, flags...)...)
-	a := s.post(t, "/api/session-token", []byte(`{"metadata": {"avatar": "not-a-uuid"}}`))
-	if a.status != http.StatusInternalServerError || a.body["code"] != "persona_render_failed" {
-		t.Fatalf("answer %d %s", a.status, a.raw)
-	}
-	if strings.Contains(a.raw, "not-a-uuid") {
-		t.Errorf("answer repeats the rendered value: %s", a.raw)
-	}
-	if !strings.Contains(s.logs.String(), `avatarId must be a UUID`) {
-		t.Errorf("log does not say why:\n%s", s.logs.String())
+	for _, tc := range []struct{ metadata, log string }{
+		{`{"avatar": "not-a-uuid"}`, `avatarId must be a UUID`},
+		{`{"max": "1800"}`, `maxSessionLengthSeconds must be a positive integer, got \"1800\"`},
+		{`{"max": 0}`, `maxSessionLengthSeconds must be a positive integer, got 0`},
+		{`{"hook": "http://hooks.example.com/b"}`, `tools[1].url must use https://`},
+	} {
+		a := s.post(t, "/api/session-token", []byte(`{"metadata": `+tc.metadata+`}`))
+		if a.status != http.StatusInternalServerError || a.body["code"] != "persona_render_failed" {
+			t.Fatalf("%s: answer %d %s", tc.metadata, a.status, a.raw)
+		}
+		if strings.Contains(a.raw, "not-a-uuid") || strings.Contains(a.raw, "hooks.example.com") {
+			t.Errorf("answer repeats the rendered value: %s", a.raw)
+		}
+		if !strings.Contains(s.logs.String(), tc.log) {
+			t.Errorf("log does not say %s:\n%s", tc.log, s.logs.String())
+		}
 	}
 	if len(u.requests()) != 0 {
 		t.Error("Anam was called for a persona that cannot be rendered")
+	}
+	if a := s.post(t, "/api/session-token", []byte(`{"metadata": {"max": 1800}}`)); a.status != http.StatusOK {
+		t.Errorf("a valid rendering: %d %s", a.status, a.raw)
+	}
+	if got := u.requests()[0].body["personaConfig"].(map[string]any)["maxSessionLengthSeconds"]; got != 1800.0 {
+		t.Errorf("maxSessionLengthSeconds = %v, want 1800 (a number, as the placeholder gave it)", got)
 	}
 }
 

@@ -61,9 +61,12 @@ func (f *Field) CheckScalar(v any) string {
 // It returns what is wrong, or "".
 func (f *Field) CheckString(s string) string {
 	bad := func() string { return fmt.Sprintf("must be %s, got %s", f.Expect(), Describe(s)) }
-	n := utf8.RuneCountInString(s)
+	n := len(s) // characters are counted only where a bound needs them
+	if f.MaxLen > 0 || f.MinLen > 1 {
+		n = utf8.RuneCountInString(s)
+	}
 	switch {
-	case f.MinLen > 0 && n < f.MinLen && f.MinLen == 1:
+	case f.MinLen == 1 && n == 0:
 		return "must not be empty"
 	case f.MinLen > 0 && n < f.MinLen, f.MaxLen > 0 && n > f.MaxLen:
 		return fmt.Sprintf("must be %s, got %d characters", f.lengthWords(), n)

@@ -26,10 +26,13 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
-// Dirs names the two configuration directories.
+// Dirs names the two configuration directories, and the secret their placeholders sign with.
 type Dirs struct {
 	Rules    string
 	Personas string
+	// SigningSecret is the key of sign() (TOOL_SIGNING_SECRET). Without one, a configuration
+	// that calls sign() does not load. It is not part of the configuration's version.
+	SigningSecret []byte
 }
 
 // file is one configuration file read from disk.
@@ -211,7 +214,11 @@ func version(groups ...[]file) string {
 func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	dirs, personaFiles, ruleFiles := files.Dirs, files.personas, files.rules
 	var errs source.Errors
-	compiler := expression.NewCompiler()
+	var opts []expression.Option
+	if len(dirs.SigningSecret) > 0 {
+		opts = append(opts, expression.WithSigningSecret(dirs.SigningSecret))
+	}
+	compiler := expression.NewCompiler(opts...)
 	templates := make(map[string]*persona.Template, len(personaFiles))
 	for _, f := range personaFiles {
 		if err := ctx.Err(); err != nil {

@@ -74,7 +74,7 @@ func checkTree(n *node) source.Errors {
 			errs.Add(checkTree(m.node)...)
 		}
 	case n.kind == object && f.Kind == catalogue.Schema:
-		if err := checkJSONSchema(value(n)); err != nil {
+		if err := catalogue.CheckJSONSchema(value(n)); err != nil {
 			errs.Addf(n.pos, "%s is not a valid JSON Schema: %v", n.path, err)
 		}
 	case n.kind == object:

@@ -334,16 +334,17 @@ func (r *renderer) value(o *op) bool {
 		r.list(o)
 		return true
 	}
-	r.object(o)
-	return true
+	return r.object(o)
 }
 
-func (r *renderer) object(o *op) {
+// object writes an object. One whose placeholders all gave nothing, and that has no literal
+// member, is left out like them (sessionOptions: {sessionReplay: {enableSessionReplay: null}}).
+func (r *renderer) object(o *op) bool {
 	r.buf = append(r.buf, '{')
 	first, absent := true, false
 	for _, m := range o.members {
 		if r.err != nil {
-			return
+			return false
 		}
 		mark := len(r.buf)
 		if !first {
@@ -368,6 +369,7 @@ func (r *renderer) object(o *op) {
 	if o.check && absent && r.err == nil {
 		r.checkObject(o)
 	}
+	return !first
 }
 
 // checkObject checks an object's members once its placeholders are rendered, when some
@@ -516,7 +518,7 @@ func (r *renderer) text(o *op) bool {
 		r.buf = appendScalar(r.buf, v)
 		return true
 	}
-	if problems := f.Validate(v, checkJSONSchema); len(problems) > 0 {
+	if problems := f.Validate(v, catalogue.CheckJSONSchema); len(problems) > 0 {
 		p := problems[0]
 		r.fail(joinPathIndex(o.path, p.At), fmt.Errorf("%s (placeholder {{ %s }})", p.Msg, prog.Source().String()))
 		return false

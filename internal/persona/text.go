@@ -111,7 +111,7 @@ func (t *Text) Single() (*vm.Program, bool) {
 // it can be evaluated once, at load.
 func (t *Text) Constant() bool {
 	for _, p := range t.parts {
-		if p.prog != nil && !exprConstant(p.prog) {
+		if p.prog != nil && !expression.Constant(p.prog) {
 			return false
 		}
 	}
@@ -122,13 +122,13 @@ func (t *Text) Constant() bool {
 // string otherwise.
 func (t *Text) evalConstant() (any, error) {
 	if prog, ok := t.Single(); ok {
-		v, err := exprEvalConstant(prog)
+		v, err := expression.EvalConstant(prog)
 		if err != nil {
 			return nil, fmt.Errorf("placeholder {{ %s }}: %w", prog.Source().String(), err)
 		}
 		return v, nil
 	}
-	b, err := t.append(nil, exprEvalConstant)
+	b, err := t.append(nil, expression.EvalConstant)
 	return string(b), err
 }
 
