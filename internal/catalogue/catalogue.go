@@ -86,8 +86,12 @@ type Field struct {
 	// Default is what Anam (or persona-router) uses when the field is left out, for docs.
 	Default string
 	// Literal fields must be written as plain values, never placeholders: other fields depend
-	// on them at load (a tool's type decides which fields it takes).
+	// on them at load (a tool's type decides which fields it takes), or their members are
+	// placed in the request one by one (session, extra).
 	Literal bool
+	// KeyPattern constrains the keys of a Map; KeyExample shows one that matches.
+	KeyPattern *regexp.Regexp
+	KeyExample string
 	// Only makes the field belong only to objects whose sibling Only.Key has one of its values.
 	Only *Cond
 	// Fields are an Object's members, in the order they are documented and sent.
@@ -140,6 +144,10 @@ var (
 	brainType    = regexp.MustCompile(`^[A-Z][A-Za-z0-9_]*$`)
 	languageCode = regexp.MustCompile(`^[a-z]{2}$`)
 	toolName     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	// headerName is an HTTP field name (RFC 9110 token); headerValue has no control
+	// characters, so a value cannot end a header and start another.
+	headerName  = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	headerValue = regexp.MustCompile(`^[^\x00-\x08\x0a-\x1f\x7f]*$`)
 )
 
 // number is a Number field between lo and hi.
@@ -212,7 +220,7 @@ var Tool = &Field{
 		{Name: "parameters", Kind: Schema, Doc: "The tool's arguments, as a JSON Schema object."},
 		{Name: "url", Kind: String, Format: URL, Required: true, Only: webhookOnly, Example: "https://api.example.com/orders", Doc: "The webhook Anam's servers call: https, or http for localhost only."},
 		{Name: "method", Kind: String, Only: webhookOnly, Values: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Default: "POST", Doc: "The webhook's HTTP method."},
-		{Name: "headers", Kind: Map, Only: webhookOnly, Items: &Field{Name: "header", Kind: String}, Doc: "Headers sent with each webhook call."},
+		{Name: "headers", Kind: Map, Only: webhookOnly, KeyPattern: headerName, KeyExample: "X-Shop-Id", Items: &Field{Name: "header", Kind: String, Pattern: headerValue, Example: "text without line breaks"}, Doc: "Headers sent with each webhook call: names are HTTP tokens, values have no control characters."},
 		{Name: "awaitResponse", Kind: Boolean, Only: webhookOnly, Doc: "Wait for the webhook's answer before the persona goes on."},
 		{Name: "disableInterruptions", Kind: Boolean, Only: webhookOnly, Doc: "Keep the user from interrupting while the webhook runs."},
 		{Name: "documentFolderIds", Kind: List, Required: true, MinLen: 1, Only: knowledgeOnly, Items: &Field{Name: "documentFolderId", Kind: String, Format: UUID}, Doc: "The knowledge folders Anam searches."},
@@ -236,6 +244,7 @@ var Session = &Field{
 		}},
 		Extra("the session-token request"),
 	},
+	Literal: true,
 }
 
 // Request is the top level of a session-token request, as sent: what `session.extra` must not
@@ -249,7 +258,7 @@ var Request = &Field{
 // Extra is the `extra:` mapping of fields the catalogue does not know yet, sent into where as
 // written.
 func Extra(where string) *Field {
-	return &Field{Name: "extra", Kind: Map, Items: &Field{Name: "value", Kind: Any},
+	return &Field{Name: "extra", Kind: Map, Literal: true, Items: &Field{Name: "value", Kind: Any},
 		Doc: "Fields persona-router does not know yet, sent into " + where + " as written (placeholders allowed in strings); a field it knows is an error here."}
 }
 

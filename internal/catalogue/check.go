@@ -43,7 +43,7 @@ func (f *Field) CheckScalar(v any) string {
 		return f.CheckString(s)
 	case Integer, Number:
 		n, ok := Numeric(v)
-		if !ok || (f.Kind == Integer && n != math.Trunc(n)) {
+		if !ok || (f.Kind == Integer && (n != math.Trunc(n) || math.Abs(n) > MaxInteger)) {
 			return fmt.Sprintf("must be %s, got %s", f.Expect(), Describe(v))
 		}
 		if (f.Min != nil && n < *f.Min) || (f.Max != nil && n > *f.Max) {
@@ -88,6 +88,21 @@ func (f *Field) CheckString(s string) string {
 		if msg := checkURL(s); msg != "" {
 			return msg
 		}
+	}
+	return ""
+}
+
+// MaxInteger is the largest integer a JSON number holds exactly (2^53 - 1): the bound of every
+// Integer field.
+const MaxInteger = 1<<53 - 1
+
+// CheckKey checks a key of a Map; it returns what is wrong, or "".
+func (f *Field) CheckKey(k string) string {
+	if f.KeyPattern != nil && !f.KeyPattern.MatchString(k) {
+		if f.KeyPattern == headerName {
+			return fmt.Sprintf("%q is not a header name (letters, digits and !#$%%&'*+.^_`|~- only, like %s)", k, f.KeyExample)
+		}
+		return fmt.Sprintf("%q does not match %s", k, f.KeyPattern)
 	}
 	return ""
 }
@@ -196,6 +211,8 @@ func (f *Field) Expect() string {
 			return "1–64 characters of A-Z, a-z, 0-9, _ and - (like " + f.Example + ")"
 		case f.Pattern == languageCode:
 			return "an ISO 639-1 code of two lower-case letters (like " + f.Example + ")"
+		case f.Pattern == headerValue:
+			return "a header value without control characters or line breaks"
 		case f.Pattern != nil:
 			return "a string matching " + f.Pattern.String()
 		case f.MinLen > 0 || f.MaxLen > 0:
@@ -240,6 +257,8 @@ func (f *Field) Expect() string {
 
 func (f *Field) lengthWords() string {
 	switch {
+	case f.MinLen == 1 && f.MaxLen == 0:
+		return "at least 1 character"
 	case f.MinLen > 0 && f.MaxLen > 0:
 		return fmt.Sprintf("%d to %d characters", f.MinLen, f.MaxLen)
 	case f.MaxLen > 0:
@@ -248,7 +267,7 @@ func (f *Field) lengthWords() string {
 	return fmt.Sprintf("at least %d characters", f.MinLen)
 }
 
-func fmtNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // Describe names a value for messages: strings quoted, numbers and booleans as written, and
 // the kind of anything else.
@@ -435,6 +454,9 @@ func (f *Field) validate(v any, path string, schemaCheck func(any) error, out *[
 		sort.Strings(keys)
 		if f.Kind == Map {
 			for _, k := range keys {
+				if msg := f.CheckKey(k); msg != "" {
+					*out = append(*out, Problem{join(path, k), msg})
+				}
 				f.Items.validate(m[k], join(path, k), schemaCheck, out)
 			}
 			return

@@ -79,8 +79,14 @@ func checks(parent, m *Field) []string {
 	if parent == PersonaFile && m.Name == PersonaConfig.Alone {
 		out = append(out, "sent alone: no other personaConfig field beside it")
 	}
-	if m.Literal {
+	switch {
+	case m.Literal && (m.Kind == Object || m.Kind == Map):
+		out = append(out, "a mapping written out (placeholders go inside it)")
+	case m.Literal:
 		out = append(out, "no placeholders")
+	}
+	if m.KeyPattern == headerName {
+		out = append(out, "keys are HTTP header names (like `"+m.KeyExample+"`), values without line breaks")
 	}
 	if m.Values != nil {
 		out = append(out, "one of `"+strings.Join(m.Values, "`, `")+"`")

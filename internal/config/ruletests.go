@@ -82,10 +82,14 @@ func compare(what string, rendered map[string]any, want []rules.ConfigExpectatio
 	var problems []string
 	for _, w := range want {
 		got, present := rendered[w.Field]
-		if !present && w.Value != nil && scalar(w.Value) {
+		if !present && w.Known && w.Value != nil && scalar(w.Value) {
 			// Empty optional fields are left out of the request; they compare as the zero
 			// value of what the test expects ("", 0 or false).
 			got = reflect.Zero(reflect.TypeOf(w.Value)).Interface()
+		}
+		if !present && !w.Known && w.Value != nil {
+			problems = append(problems, fmt.Sprintf("%s.%s: the rendered request has no such field, want %s", what, w.Field, jsonText(w.Value)))
+			continue
 		}
 		if !matches(got, w.Value) {
 			problems = append(problems, fmt.Sprintf("%s.%s: got %s, want %s", what, w.Field, jsonText(got), jsonText(w.Value)))

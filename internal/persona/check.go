@@ -82,6 +82,9 @@ func checkTree(n *node) source.Errors {
 			errs.Add(checkTree(m.node)...)
 		}
 	case n.kind == list:
+		if f.MinLen > 0 && len(n.items) < f.MinLen {
+			errs.Addf(n.pos, "%s must not be empty", n.path)
+		}
 		seen := make(map[string]*node)
 		for _, item := range n.items {
 			errs.Add(checkTree(item)...)

@@ -155,7 +155,12 @@ func (p *parser) scalar(f *catalogue.Field, n *yaml.Node, out *node) *node {
 	case "!!str":
 		out.lit = n.Value
 	case "!!bool":
-		out.lit = n.Value == "true" || n.Value == "True" || n.Value == "TRUE"
+		var v bool
+		if err := n.Decode(&v); err != nil {
+			p.errs.Addf(out.pos, "%s must be true or false, got %q", out.path, n.Value)
+			return nil
+		}
+		out.lit = v
 	case "!!int":
 		var v int
 		if err := n.Decode(&v); err != nil {
@@ -194,6 +199,10 @@ func (p *parser) checkLiteral(out *node) *node {
 // text is a string. Placeholders that read nothing of the request are evaluated now and the
 // value checked like a literal.
 func (p *parser) placeholders(f *catalogue.Field, n *yaml.Node, out *node) *node {
+	if f.Literal && (f.Kind == catalogue.Object || f.Kind == catalogue.Map) {
+		p.errs.Addf(out.pos, "%s must be a mapping written out, not a placeholder: placeholders go inside it, in its values", describePath(out.path, f))
+		return nil
+	}
 	if f.Literal {
 		p.errs.Addf(out.pos, "%s must be written as a plain value, not a placeholder: the fields it takes depend on it", out.path)
 		return nil
@@ -239,10 +248,33 @@ func (p *parser) mapping(f *catalogue.Field, n *yaml.Node, out *node) *node {
 	if f.Kind == catalogue.Object {
 		known = f.Names()
 	}
+	top := f == catalogue.PersonaFile || f == catalogue.Set
+	if top {
+		// Fields of the request's top level, written beside the persona's by mistake, get
+		// a hint instead of a bare "unknown field".
+		for _, m := range catalogue.Session.Fields {
+			if f.Member(m.Name) == nil {
+				known = append(known, m.Name)
+			}
+		}
+	}
+
 	pairs, errs := source.Mapping(p.path, n, describePath(out.path, f), known)
 	p.errs.Add(errs...)
 	ok := len(errs) == 0
 	for _, pair := range pairs {
+		switch {
+		case top && f.Member(pair.Key) == nil:
+			p.errs.Addf(source.At(p.path, pair.KeyN), "%s belongs under session: (session: {%s: …}), as it is a field of the request, not of personaConfig", pair.Key, pair.Key)
+			ok = false
+			continue
+		case f.Kind == catalogue.Map:
+			if msg := f.CheckKey(pair.Key); msg != "" {
+				p.errs.Addf(source.At(p.path, pair.KeyN), "%s: %s", joinPath(out.path, pair.Key), msg)
+				ok = false
+				continue
+			}
+		}
 		sub := memberField(f, pair.Key)
 		if f.Name == "extra" {
 			if msg := typedInExtra(out.path, pair.Key); msg != "" {
@@ -251,7 +283,7 @@ func (p *parser) mapping(f *catalogue.Field, n *yaml.Node, out *node) *node {
 				continue
 			}
 		}
-		if f.Kind == catalogue.Schema && !schemaText(pair.Key) && hasPlaceholder(pair.Value) {
+		if f.Kind == catalogue.Schema && (!schemaText(pair.Key) || resolveAlias(pair.Value).Kind != yaml.ScalarNode) && hasPlaceholder(pair.Value) {
 			p.errs.Addf(source.At(p.path, pair.Value), "%s: placeholders in a tool's parameters may only stand in description and title, where they cannot make the schema invalid", joinPath(out.path, pair.Key))
 			ok = false
 			continue
@@ -276,10 +308,8 @@ func memberField(f *catalogue.Field, key string) *catalogue.Field {
 		return f.Member(key)
 	case catalogue.Map:
 		return f.Items
-	case catalogue.Schema:
-		return &catalogue.Field{Name: key, Kind: catalogue.Any, Literal: true}
 	}
-	return anyValue
+	return anyValue // a JSON Schema's members too: hasPlaceholder keeps placeholders to its texts
 }
 
 func describePath(path string, f *catalogue.Field) string {
@@ -289,8 +319,17 @@ func describePath(path string, f *catalogue.Field) string {
 	return path
 }
 
-// typedInExtra says why key cannot be in the extra mapping at path: the catalogue knows it.
+// typedInExtra says why key cannot be in the extra mapping at path: the catalogue knows it, or
+// it is not a field name at all.
 func typedInExtra(path, key string) string {
+	switch key {
+	case "":
+		return path + ": an empty key is not a field name"
+	case keyExtends, keySession, keyExtra:
+		if path == "extra" {
+			return fmt.Sprintf("%s.%s: %s is part of the persona file, not a personaConfig field; write it at the top level", path, key, key)
+		}
+	}
 	known := catalogue.PersonaConfig
 	if path == "session.extra" {
 		known = catalogue.Request
@@ -312,13 +351,16 @@ func typedInExtra(path, key string) string {
 // schemaText tells the keys of a JSON Schema whose values are prose for the LLM.
 func schemaText(key string) bool { return key == "description" || key == "title" }
 
+// hasPlaceholder tells whether a part of a JSON Schema holds a placeholder anywhere but in the
+// text of a description or title keyword (a property named "description" holds a schema, and
+// is searched).
 func hasPlaceholder(n *yaml.Node) bool {
 	n = resolveAlias(n)
 	if n.Kind == yaml.ScalarNode {
 		return strings.Contains(n.Value, openDelim)
 	}
 	for i, c := range n.Content {
-		if n.Kind == yaml.MappingNode && i%2 == 1 && schemaText(n.Content[i-1].Value) {
+		if n.Kind == yaml.MappingNode && i%2 == 1 && schemaText(n.Content[i-1].Value) && resolveAlias(c).Kind == yaml.ScalarNode {
 			continue
 		}
 		if hasPlaceholder(c) {
@@ -374,11 +416,19 @@ func merge(base, over *node) *node {
 	return &out
 }
 
-// prune drops the nulls of a merged document: what they removed is gone, and there is
-// nothing above them to remove.
+// prune drops the nulls of a merged document, in list items too: what they removed is gone,
+// and there is nothing above them to remove.
 func prune(n *node) *node {
 	if n == nil || n.kind == null {
 		return nil
+	}
+	if n.kind == list {
+		out := *n
+		out.items = make([]*node, len(n.items))
+		for i, item := range n.items {
+			out.items[i] = prune(item) // never nil: the parser refuses null items
+		}
+		return &out
 	}
 	if n.kind != object {
 		return n

@@ -367,6 +367,30 @@ func TestLoadChecks(t *testing.T) {
 			[]string{`default.yaml:4:36: directorNotes.customStylePrompt must be 1 to 2000 characters, got 2001 characters`}},
 		{"label too long", map[string]string{"default.yaml": "name: n" + ids + "session: {clientLabel: " + strings.Repeat("x", 129) + "}\n"},
 			[]string{`default.yaml:4:24: session.clientLabel must be at most 128 characters, got 129 characters`}},
+		{"extra as a placeholder", map[string]string{"default.yaml": "name: n" + ids + "extra: \"{{ metadata.x }}\"\n"},
+			[]string{`default.yaml:4:8: extra must be a mapping written out, not a placeholder`}},
+		{"session as a placeholder", map[string]string{"default.yaml": "name: n" + ids + "session: \"{{ metadata.s }}\"\n"},
+			[]string{`default.yaml:4:10: session must be a mapping written out, not a placeholder`}},
+		{"null members of a tool are removed", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: server, subtype: webhook, name: null, description: d, url: null}\n"},
+			[]string{`default.yaml:5:5: tools[0]: tool has no name (required)`, `default.yaml:5:5: tools[0]: tool has no url`}},
+		{"placeholder inside a property named description", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - type: client\n    name: a\n    description: d\n    parameters: {type: object, properties: {description: {type: string, pattern: \"{{ metadata.p }}\"}}}\n"},
+			[]string{`default.yaml:8:44: tools[0].parameters.properties: placeholders in a tool's parameters may only stand in description and title`}},
+		{"integer beyond 2^53", map[string]string{"default.yaml": "name: n" + ids + "maxSessionLengthSeconds: 1e300\n"},
+			[]string{`default.yaml:4:26: maxSessionLengthSeconds must be a positive integer, got 1e+300`}},
+		{"empty folder list", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: server, subtype: knowledge, name: a, description: d, documentFolderIds: []}\n"},
+			[]string{`default.yaml:5:84: tools[0].documentFolderIds must not be empty`}},
+		{"bad header name", map[string]string{"default.yaml": "name: n" + ids + "tools:\n  - {type: server, subtype: webhook, name: a, description: d, url: 'https://h.example', headers: {'X Shop': v}}\n"},
+			[]string{`default.yaml:5:99: tools[0].headers.X Shop: "X Shop" is not a header name`}},
+		{"session field at the top", map[string]string{"default.yaml": "name: n" + ids + "sessionOptions: {videoWidth: 640, videoHeight: 480}\n"},
+			[]string{`default.yaml:4:1: sessionOptions belongs under session:`}},
+		{"merge key", map[string]string{"default.yaml": "name: n" + ids + "<<: {skipGreeting: true}\n"},
+			[]string{`default.yaml:4:1: YAML merge keys (<<) are not supported`}},
+		{"persona file key in extra", map[string]string{"default.yaml": "name: n" + ids + "extra: {extends: x}\n"},
+			[]string{`default.yaml:4:9: extra.extends: extends is part of the persona file`}},
+		{"yes is not a boolean", map[string]string{"default.yaml": "name: n" + ids + "skipGreeting: !!bool yes\n"},
+			[]string{`default.yaml:4:15: skipGreeting must be true or false, got "yes"`}},
+		{"a date for a string", map[string]string{"default.yaml": "name: n" + ids + "systemPrompt: 2024-01-01\n"},
+			[]string{`default.yaml:4:15: systemPrompt must be a string, got a date (2024-01-01; quote it to make it a string)`}},
 		{"stateful with other fields", map[string]string{"default.yaml": "name: n" + ids + "personaId: 7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c\n"},
 			[]string{
 				`default.yaml:1:1: persona "default" sets name, but the persona is stateful`,
@@ -452,4 +476,54 @@ func FuzzAppendString(f *testing.F) {
 			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
 		}
 	})
+}
+
+// Values that only a request can get wrong are errors naming their field, never a request to
+// Anam that lacks them.
+func TestRenderChecksWhatPlaceholdersLeaveOut(t *testing.T) {
+	tmpls := parseTemplates(t, map[string]string{
+		"default.yaml": "name: n" + ids + `session: {clientLabel: "{{ metadata.label }}"}
+tools:
+  - {type: client, name: a, description: d}
+  - "{{ metadata.tool }}"
+  - type: server
+    subtype: webhook
+    name: h
+    description: d
+    url: https://h.example/x
+    headers: {X-Shop: "{{ metadata.shop }}"}
+`,
+		"lab.yaml": `personaId: "{{ metadata.pid }}"`,
+	})
+	tool := map[string]any{"type": "client", "name": "b", "description": "d"}
+	for _, tc := range []struct {
+		name, persona string
+		metadata      map[string]any
+		field, err    string
+	}{
+		{"stateful id empty", "lab", map[string]any{"pid": ""}, "personaId", "a stateful persona needs its personaId"},
+		{"stateful id null", "lab", map[string]any{}, "personaId", "a stateful persona needs its personaId"},
+		{"tool item named like another", "default", map[string]any{"tool": map[string]any{"type": "client", "name": "a", "description": "d"}}, "tools[1].name", `"a" is already the name of tools[0]`},
+		{"header value with a line break", "default", map[string]any{"tool": tool, "shop": "a\r\nInjected: 1"}, "tools[2].headers.X-Shop", "a header value without control characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := render(t, tmpls[tc.persona].Program, expression.Input{Metadata: tc.metadata})
+			var re *RenderError
+			if !errors.As(err, &re) || re.Field != tc.field || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Render error = %v, want field %s and %q", err, tc.field, tc.err)
+			}
+		})
+	}
+	// A client label that renders empty is the default one.
+	req, err := render(t, tmpls["default"].Program, expression.Input{Metadata: map[string]any{"tool": tool, "shop": "s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := req["clientLabel"]; got != "persona-router/default" {
+		t.Errorf("clientLabel = %v, want the default label", got)
+	}
+	req, _ = render(t, tmpls["lab"].Program, expression.Input{Metadata: map[string]any{"pid": "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"}})
+	if pc, ok := req["personaConfig"].(map[string]any); !ok || pc["personaId"] != "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c" {
+		t.Errorf("stateful request = %v", req)
+	}
 }

@@ -72,6 +72,10 @@ type op struct {
 	// check asks for the object's members to be checked at render, because a placeholder may
 	// leave out one the catalogue requires; for a list, that its items' names be unique.
 	check bool
+	// must, for an object, is the error when it renders no member at all (personaConfig).
+	must string
+	// fallback, for a text, is the literal written when the placeholders give nothing.
+	fallback []byte
 }
 
 type opMember struct {
@@ -102,6 +106,10 @@ func compileDoc(doc *node, label string) *Program {
 		}
 	}
 	pc.check = needsCheck(pc)
+	pc.must = "rendered no field (a placeholder gave nothing)"
+	if stateful(doc) {
+		pc.path, pc.must = keyID, "rendered empty or null (a stateful persona needs its personaId)"
+	}
 	root.add("personaConfig", pc.finish())
 	session := doc.get(keySession)
 	if session == nil || session.get("clientLabel") == nil {
@@ -112,7 +120,11 @@ func compileDoc(doc *node, label string) *Program {
 			if m.key == keyExtra {
 				continue
 			}
-			root.add(m.key, compileNode(m.node))
+			v := compileNode(m.node)
+			if m.key == "clientLabel" && v.kind == opText {
+				v.fallback = encodeJSON(label) // a label that renders empty is the default one
+			}
+			root.add(m.key, v)
 		}
 		if extra := session.get(keyExtra); extra != nil {
 			for _, m := range extra.members {
@@ -150,10 +162,15 @@ func compileNode(n *node) *op {
 		l := &op{kind: opList, field: n.field, path: n.path, src: n}
 		for _, item := range n.items {
 			l.items = append(l.items, compileNode(item))
-			// Literal names were checked at load; only a placeholder name needs checking.
-			if key := n.field.UniqueBy; key != "" && item.kind == object && item.get(key) != nil {
-				if _, literal := item.Str(key); !literal {
+			// Literal names were checked at load; only a placeholder name, or an item that is a
+			// placeholder, needs checking.
+			if key := n.field.UniqueBy; key != "" {
+				if item.kind == text {
 					l.check = true
+				} else if item.kind == object && item.get(key) != nil {
+					if _, literal := item.Str(key); !literal {
+						l.check = true
+					}
 				}
 			}
 		}
@@ -329,7 +346,14 @@ func (r *renderer) value(o *op) bool {
 		r.buf = append(r.buf, o.lit...)
 		return true
 	case opText:
-		return r.text(o)
+		if r.text(o) {
+			return true
+		}
+		if o.fallback != nil && r.err == nil {
+			r.buf = append(r.buf, o.fallback...)
+			return true
+		}
+		return false
 	case opList:
 		r.list(o)
 		return true
@@ -368,6 +392,13 @@ func (r *renderer) object(o *op) bool {
 	// checking again only when a placeholder left its member out.
 	if o.check && absent && r.err == nil {
 		r.checkObject(o)
+	}
+	if first && o.must != "" && r.err == nil {
+		path := o.path
+		if path == "" {
+			path = "personaConfig"
+		}
+		r.fail(path, errors.New(o.must))
 	}
 	return !first
 }

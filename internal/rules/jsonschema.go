@@ -30,12 +30,12 @@ func FileSchema() map[string]any {
 		"user":     map[string]any{"type": "object", "description": "The signed-in user: id and the identity's other claims; anonymous when left out."},
 	})
 	session := catalogue.PartialSchema(catalogue.Request)
-	session["description"] = "The listed top-level fields of the rendered session-token request (clientLabel, sessionOptions, extra fields), compared exactly."
+	session["description"] = "The listed top-level fields of the rendered session-token request (clientLabel, sessionOptions, extra fields), matched like personaConfig."
 	// The rest of the request is any extra field; personaConfig is expected on its own.
 	session["additionalProperties"] = true
 	session["properties"].(map[string]any)[catalogue.PersonaConfig.Name] = false
 	personaConfig := catalogue.PartialSchema(catalogue.PersonaConfig)
-	personaConfig["description"] = "The listed fields of the rendered personaConfig, compared exactly; a field left out compares as \"\", 0 or false."
+	personaConfig["description"] = "The listed fields of the rendered personaConfig: a mapping matches an object with at least its keys, a list a list of as many matching items, anything else exactly; a field left out compares as \"\", 0, false or null. (An editor flags fields of extra listed here as unknown; persona-router check takes them.)"
 	expect := object("What deciding the request must give; only what is listed is checked.", map[string]any{
 		"persona":       map[string]any{"type": "string", "description": "The persona template rendered."},
 		"rule":          map[string]any{"type": []string{"string", "null"}, "description": "The rule that matched; null means no rule (the default persona)."},

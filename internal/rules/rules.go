@@ -229,6 +229,9 @@ type ConfigExpectation struct {
 	Field string
 	Value any
 	Pos   source.Pos
+	// Known tells a field of the catalogue from one of `extra`: only a known field that is
+	// left out compares as its zero value.
+	Known bool
 }
 
 var (
@@ -344,19 +347,26 @@ func (t *Test) parseExpect(path string, n *yaml.Node) source.Errors {
 		case "personaConfig":
 			t.ExpectConfig, errs = expectations(path, p.Value, "expect.personaConfig", catalogue.PersonaConfig.Names(), errs)
 		case "session":
-			t.ExpectSession, errs = expectations(path, p.Value, "expect.session", nil, errs)
+			t.ExpectSession, errs = expectations(path, p.Value, "expect.session", catalogue.Session.Names(), errs)
 		}
 	}
 	return errs
 }
 
-// expectations reads the expected fields of a part of the rendered request; known, when not
-// nil, lists the fields that part has.
+// expectations reads the expected fields of a part of the rendered request. known lists the
+// fields that part is known to have: a key close to one of them is taken for a typo of it
+// (did-you-mean); any other key is a field of `extra`.
 func expectations(path string, n *yaml.Node, what string, known []string, errs source.Errors) ([]ConfigExpectation, source.Errors) {
-	fields, ferrs := source.Mapping(path, n, what, known)
+	fields, ferrs := source.Mapping(path, n, what, nil)
 	errs = append(errs, ferrs...)
 	var out []ConfigExpectation
 	for _, f := range fields {
+		if !slices.Contains(known, f.Key) {
+			if hint := source.Suggest(f.Key, known); hint != "" {
+				errs.Addf(source.At(path, f.KeyN), "unknown field %q in %s%s", f.Key, what, hint)
+				continue
+			}
+		}
 		var raw any
 		if err := f.Value.Decode(&raw); err != nil {
 			errs.Addf(source.At(path, f.Value), "%s.%s: %v", what, f.Key, err)
@@ -367,7 +377,7 @@ func expectations(path string, n *yaml.Node, what string, known []string, errs s
 			errs.Addf(source.At(path, f.Value), "%s.%s %v", what, f.Key, err)
 			continue
 		}
-		out = append(out, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value)})
+		out = append(out, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value), Known: slices.Contains(known, f.Key)})
 	}
 	return out, errs
 }

@@ -284,6 +284,10 @@ func Mapping(path string, n *yaml.Node, what string, known []string) ([]Field, E
 			errs.Addf(At(path, k), "%s keys must be strings", what)
 			continue
 		}
+		if k.Tag == "!!merge" {
+			errs.Addf(At(path, k), "YAML merge keys (<<) are not supported: write the fields out (personas share fields through extends)")
+			continue
+		}
 		if seen[k.Value] {
 			errs.Addf(At(path, k), "duplicate key %q in %s", k.Value, what)
 			continue
@@ -345,8 +349,12 @@ func Describe(n *yaml.Node) string {
 			return "a boolean (" + n.Value + ")"
 		case "!!int", "!!float":
 			return "a number (" + n.Value + ")"
+		case "!!timestamp":
+			return "a date (" + n.Value + "; quote it to make it a string)"
+		case "!!str":
+			return "a string"
 		}
-		return "a string"
+		return "a value tagged " + n.ShortTag()
 	}
 	return "an empty document"
 }
