@@ -10,6 +10,11 @@ import (
 // wrong type or a value out of range as it is typed, and show each field's Doc on hover. They
 // are derived from the catalogue like the load checks, so the two cannot drift; the load stays
 // the authority (it also compiles placeholders and applies inheritance, which a schema cannot).
+//
+// They name draft 2020-12 but use only what draft-07 reads alike, as some editors (VS Code's
+// YAML extension) validate with draft-07 whatever $schema says: no keyword of a later draft
+// (dependentRequired is written as if/then), no $ref beside other keywords, no list of items.
+// Their $defs is reached by JSON pointer ("#/$defs/placeholder"), which draft-07 resolves too.
 
 // The schemas' $id: the files `persona-router schema` writes are conventionally named so.
 const (
@@ -308,7 +313,8 @@ func (v view) object(f *Field, isRoot bool) map[string]any {
 		all = append(all, v.oneOf(f.OneOf))
 	}
 	if len(f.Together) > 1 && !v.rendered && !v.merged {
-		deps := make(map[string]any, len(f.Together))
+		// Each member given (even as null) requires the others: dependentRequired, written
+		// as if/then, which draft-07 validators (editors') enforce too.
 		for _, name := range f.Together {
 			var others []string
 			for _, o := range f.Together {
@@ -316,9 +322,11 @@ func (v view) object(f *Field, isRoot bool) map[string]any {
 					others = append(others, o)
 				}
 			}
-			deps[name] = others
+			all = append(all, map[string]any{
+				"if":   map[string]any{"required": []string{name}},
+				"then": map[string]any{"required": others},
+			})
 		}
-		s["dependentRequired"] = deps
 	}
 	for _, c := range conditions(f) {
 		all = append(all, v.condition(f, c))

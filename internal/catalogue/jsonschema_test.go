@@ -3,8 +3,11 @@ package catalogue_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,17 +15,40 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/persona-router/persona-router/internal/catalogue"
+	"github.com/persona-router/persona-router/internal/rules"
 )
 
 type offline struct{}
 
 func (offline) Load(url string) (any, error) { return nil, os.ErrNotExist }
 
+// dialect is a draft an editor may validate the generated schemas with: the one their
+// $schema names (2020-12), or draft-07, which VS Code's YAML extension (Red Hat) applies
+// whatever $schema says. The schemas must mean the same under both.
+type dialect struct {
+	name  string
+	draft *jsonschema.Draft // nil: the one $schema names
+}
+
+var dialects = []dialect{{"2020-12", nil}, {"draft-07", jsonschema.Draft7}}
+
 // compile compiles a generated schema, as its JSON text, with the validator editors' schemas
-// are held to here. Some editors assert formats (uuid, uri) and some do not: a document must
-// pass with formats asserted, and be refused by the patterns alone.
+// are held to here, in the draft $schema names. Some editors assert formats (uuid, uri) and
+// some do not: a document must pass with formats asserted, and be refused by the patterns
+// alone.
 func compile(t *testing.T, schema map[string]any, assertFormat bool) *jsonschema.Schema {
 	t.Helper()
+	return compileAs(t, schema, assertFormat, dialect{})
+}
+
+// compileAs is compile in dialect d: for a draft of its own, the copy compiled has no
+// $schema, and the draft is the validator's default.
+func compileAs(t *testing.T, schema map[string]any, assertFormat bool, d dialect) *jsonschema.Schema {
+	t.Helper()
+	if d.draft != nil {
+		schema = maps.Clone(schema)
+		delete(schema, "$schema")
+	}
 	text, err := json.Marshal(schema)
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +58,9 @@ func compile(t *testing.T, schema map[string]any, assertFormat bool) *jsonschema
 		t.Fatal(err)
 	}
 	c := jsonschema.NewCompiler()
+	if d.draft != nil {
+		c.DefaultDraft(d.draft)
+	}
 	if assertFormat {
 		c.AssertFormat()
 	}
@@ -43,6 +72,9 @@ func compile(t *testing.T, schema map[string]any, assertFormat bool) *jsonschema
 	s, err := c.Compile(id)
 	if err != nil {
 		t.Fatalf("the generated schema does not compile: %v", err)
+	}
+	if d.draft != nil && s.DraftVersion != 7 {
+		t.Fatalf("compiled as draft %d, not 7", s.DraftVersion)
 	}
 	return s
 }
@@ -64,6 +96,72 @@ func readFiles(t *testing.T, pattern string) map[string]string {
 	return files
 }
 
+// newerKeywords are the keywords of drafts after 07, which a draft-07 validator ignores.
+var newerKeywords = []string{
+	"$anchor", "$dynamicAnchor", "$dynamicRef", "$recursiveAnchor", "$recursiveRef", "$vocabulary",
+	"contentSchema", "dependentRequired", "dependentSchemas", "maxContains", "minContains",
+	"prefixItems", "unevaluatedItems", "unevaluatedProperties",
+}
+
+// draft07Problems lists what in the schema v, at at, a draft-07 validator reads otherwise than
+// a 2020-12 one: a newer keyword, a $ref beside other keywords (draft-07 ignores them), items
+// as a list (a tuple in draft-07, an error in 2020-12).
+func draft07Problems(v any, at string, out *[]string) {
+	switch x := v.(type) {
+	case []any:
+		for i, item := range x {
+			draft07Problems(item, fmt.Sprintf("%s/%d", at, i), out)
+		}
+	case map[string]any:
+		if _, ok := x["$ref"]; ok && len(x) > 1 {
+			*out = append(*out, at+": $ref beside other keywords")
+		}
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			item := x[k]
+			if slices.Contains(newerKeywords, k) {
+				*out = append(*out, at+"/"+k)
+			}
+			switch k {
+			case "enum", "const", "default", "examples":
+				// Values, not schemas.
+			case "properties", "patternProperties", "$defs", "definitions":
+				// Names, then schemas.
+				for _, name := range slices.Sorted(maps.Keys(item.(map[string]any))) {
+					draft07Problems(item.(map[string]any)[name], at+"/"+k+"/"+name, out)
+				}
+			case "items":
+				if _, ok := item.([]any); ok {
+					*out = append(*out, at+"/items: a list")
+				}
+				draft07Problems(item, at+"/"+k, out)
+			default:
+				draft07Problems(item, at+"/"+k, out)
+			}
+		}
+	}
+}
+
+// TestSchemasMeanTheSameInDraft07 fails when a generated schema uses what draft-07 reads
+// otherwise; the tables run under both drafts check that they mean the same.
+func TestSchemasMeanTheSameInDraft07(t *testing.T) {
+	for name, s := range map[string]map[string]any{
+		"persona": catalogue.PersonaFileSchema(),
+		"set":     catalogue.SetSchema(),
+		"rules":   rules.FileSchema(),
+		"partial": catalogue.PartialSchema(catalogue.PersonaConfig),
+	} {
+		var doc any
+		if err := json.Unmarshal([]byte(mustJSON(s)), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var problems []string
+		draft07Problems(doc, "#", &problems)
+		for _, p := range problems {
+			t.Errorf("%s schema: %s", name, p)
+		}
+	}
+}
+
 func TestSchemasAreValidJSONSchemas(t *testing.T) {
 	for name, s := range map[string]map[string]any{"persona": catalogue.PersonaFileSchema(), "set": catalogue.SetSchema()} {
 		var doc any
@@ -80,15 +178,19 @@ func TestSchemasAreValidJSONSchemas(t *testing.T) {
 }
 
 func TestShippedPersonasMatchTheSchema(t *testing.T) {
-	s := compile(t, catalogue.PersonaFileSchema(), true)
 	files := readFiles(t, "../../personas/*.yaml")
 	for p, text := range readFiles(t, "../config/testdata/good/personas/*.yaml") {
 		files[p] = text
 	}
-	for p, text := range files {
-		if err := s.Validate(yamlValue(t, text)); err != nil {
-			t.Errorf("%s: %v", p, err)
-		}
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			s := compileAs(t, catalogue.PersonaFileSchema(), true, d)
+			for p, text := range files {
+				if err := s.Validate(yamlValue(t, text)); err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+			}
+		})
 	}
 }
 
@@ -216,7 +318,12 @@ func edit(t *testing.T, text, change string) any {
 }
 
 func TestPersonaSchemaAccepts(t *testing.T) {
-	s := compile(t, catalogue.PersonaFileSchema(), true)
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) { testPersonaSchemaAccepts(t, compileAs(t, catalogue.PersonaFileSchema(), true, d)) })
+	}
+}
+
+func testPersonaSchemaAccepts(t *testing.T, s *jsonschema.Schema) {
 	for _, doc := range []string{stateful, customStyle} {
 		if err := s.Validate(yamlValue(t, doc)); err != nil {
 			t.Errorf("refused %s: %v", doc, err)
@@ -232,6 +339,10 @@ func TestPersonaSchemaAccepts(t *testing.T) {
 		{"an empty directorNotes in a persona that extends", `{directorNotes: {expressivity: 0.5}}`},
 		{"a custom style replacing an inherited preset", `{directorNotes: {presetStyle: ~, customStylePrompt: "Calm."}}`},
 		{"videoWidth alone in a persona that extends", `{session: {sessionOptions: {videoWidth: 640}}}`},
+		{"videoHeight alone in a persona that extends", `{session: {sessionOptions: {videoHeight: 480}}}`},
+		{"videoWidth and videoHeight without extends", `{extends: ~, session: {sessionOptions: {videoWidth: 640, videoHeight: 480}}}`},
+		{"neither videoWidth nor videoHeight without extends", `{extends: ~, session: {sessionOptions: {sessionReplay: {enableSessionReplay: false}}}}`},
+		{"videoWidth and videoHeight both removed without extends", `{extends: ~, session: {sessionOptions: {videoWidth: ~, videoHeight: ~}}}`},
 		{"exactly one of presetStyle and customStylePrompt without extends", `{extends: ~, directorNotes: {customStylePrompt: "Calm."}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,7 +354,12 @@ func TestPersonaSchemaAccepts(t *testing.T) {
 }
 
 func TestPersonaSchemaRefuses(t *testing.T) {
-	s := compile(t, catalogue.PersonaFileSchema(), false)
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) { testPersonaSchemaRefuses(t, compileAs(t, catalogue.PersonaFileSchema(), false, d)) })
+	}
+}
+
+func testPersonaSchemaRefuses(t *testing.T, s *jsonschema.Schema) {
 	webhook := `{type: server, subtype: webhook, name: t, description: d`
 	for _, tc := range []struct{ name, change, want string }{
 		{"an unknown key", `{avatarID: 30fa96d0-26c4-4e55-94a0-517025942e18}`, "'avatarID' not allowed"},
@@ -277,7 +393,9 @@ func TestPersonaSchemaRefuses(t *testing.T) {
 		{"a toolId that is not a UUID", `{toolIds: [end_call]}`, "at '/toolIds/0': 'end_call'"},
 		{"both presetStyle and customStylePrompt", `{directorNotes: {presetStyle: calm, customStylePrompt: "Calm."}}`, "at '/directorNotes': 'not' failed"},
 		{"neither presetStyle nor customStylePrompt without extends", `{extends: ~, directorNotes: {expressivity: 0.5}}`, "at '/directorNotes': 'oneOf' failed, none matched"},
-		{"videoWidth without videoHeight without extends", `{extends: ~, session: {sessionOptions: {videoWidth: 640}}}`, "'videoHeight' required, if 'videoWidth' exists"},
+		{"videoWidth without videoHeight without extends", `{extends: ~, session: {sessionOptions: {videoWidth: 640}}}`, "at '/session/sessionOptions': missing property 'videoHeight'"},
+		{"videoHeight without videoWidth without extends", `{extends: ~, session: {sessionOptions: {videoHeight: 480}}}`, "at '/session/sessionOptions': missing property 'videoWidth'"},
+		{"videoWidth removed, videoHeight left, without extends", `{extends: ~, session: {sessionOptions: {videoWidth: ~}}}`, "at '/session/sessionOptions': missing property 'videoHeight'"},
 		{"a clientLabel over 128 characters", `{session: {clientLabel: "` + strings.Repeat("x", 129) + `"}}`, "at '/session/clientLabel': maxLength"},
 		{"an unknown session key", `{session: {label: x}}`, "'label' not allowed"},
 		{"a known field in extra", `{extra: {avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18}}`, "invalid propertyName 'avatarId'"},
@@ -294,57 +412,120 @@ func TestPersonaSchemaRefuses(t *testing.T) {
 	}
 }
 
-func TestSetSchema(t *testing.T) {
-	s, strict := compile(t, catalogue.SetSchema(), true), compile(t, catalogue.SetSchema(), false)
+// rulesFiles reads the shipped rules files and the load's good ones.
+func rulesFiles(t *testing.T) map[string]string {
+	t.Helper()
 	files := readFiles(t, "../../rules/*.yaml")
 	for p, text := range readFiles(t, "../config/testdata/good/rules/*.yaml") {
 		files[p] = text
 	}
-	sets := 0
-	for p, text := range files {
-		var f struct{ Rules []map[string]any }
-		if err := yaml.Unmarshal([]byte(text), &f); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range f.Rules {
-			if set, ok := r["set"]; ok {
-				b, _ := yaml.Marshal(set)
-				if err := s.Validate(yamlValue(t, string(b))); err != nil {
-					t.Errorf("%s: rule %v: %v", p, r["name"], err)
-				}
-				sets++
-			}
-		}
+	return files
+}
+
+// Sets a rule may give, and sets it may not, beyond those of the rules files.
+var (
+	goodSets = []string{
+		strings.Replace(everything, "extends: base\n", "", 1),
+		// A set is merged over its persona, which may complete its groups.
+		`{directorNotes: {expressivity: 0.5}, session: {sessionOptions: {videoWidth: 640}}}`,
 	}
-	if sets == 0 {
-		t.Fatal("no rule has a set")
-	}
-	good := strings.Replace(everything, "extends: base\n", "", 1)
-	if err := s.Validate(yamlValue(t, good)); err != nil {
-		t.Errorf("every field but extends: %v", err)
-	}
-	// A set is merged over its persona, which may complete its groups.
-	over := `{directorNotes: {expressivity: 0.5}, session: {sessionOptions: {videoWidth: 640}}}`
-	if err := s.Validate(yamlValue(t, over)); err != nil {
-		t.Errorf("%s: %v", over, err)
-	}
-	for _, bad := range []string{
+	badSets = []string{
 		`{extends: base}`,
 		`{avatarID: 30fa96d0-26c4-4e55-94a0-517025942e18}`,
 		`{skipGreeting: "yes"}`,
 		`{directorNotes: {presetStyle: calm, customStylePrompt: "Calm."}}`,
 		`{avatarId: cara}`,
-	} {
-		if err := strict.Validate(yamlValue(t, bad)); err == nil {
-			t.Errorf("set accepted %s", bad)
+		`{tools: [{type: client, name: t, description: d, url: "https://x.example"}]}`,
+	}
+)
+
+func TestSetSchema(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			s, strict := compileAs(t, catalogue.SetSchema(), true, d), compileAs(t, catalogue.SetSchema(), false, d)
+			sets := 0
+			for p, text := range rulesFiles(t) {
+				var f struct{ Rules []map[string]any }
+				if err := yaml.Unmarshal([]byte(text), &f); err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range f.Rules {
+					if set, ok := r["set"]; ok {
+						b, _ := yaml.Marshal(set)
+						if err := s.Validate(yamlValue(t, string(b))); err != nil {
+							t.Errorf("%s: rule %v: %v", p, r["name"], err)
+						}
+						sets++
+					}
+				}
+			}
+			if sets == 0 {
+				t.Fatal("no rule has a set")
+			}
+			for _, good := range goodSets {
+				if err := s.Validate(yamlValue(t, good)); err != nil {
+					t.Errorf("%.80s: %v", good, err)
+				}
+			}
+			for _, bad := range badSets {
+				if err := strict.Validate(yamlValue(t, bad)); err == nil {
+					t.Errorf("set accepted %s", bad)
+				}
+			}
+		})
+	}
+}
+
+// The rules file schema holds the set schema under a rule, with the $defs it refers to: the
+// rules files and sets mean the same in it, in both dialects.
+func TestRulesSchema(t *testing.T) {
+	rule := func(set string) any {
+		return map[string]any{"rules": []any{map[string]any{"name": "r", "when": "true", "persona": "default", "set": yamlValue(t, set)}}}
+	}
+	var bad []string
+	for _, p := range []string{"unknown-rule-key", "wrong-types", "many-errors"} {
+		for _, text := range readFiles(t, filepath.Join("../config/testdata/bad", p, "rules/*.yaml")) {
+			bad = append(bad, text)
 		}
+	}
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			s, strict := compileAs(t, rules.FileSchema(), true, d), compileAs(t, rules.FileSchema(), false, d)
+			for p, text := range rulesFiles(t) {
+				if err := s.Validate(yamlValue(t, text)); err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+			}
+			for _, good := range goodSets {
+				if err := s.Validate(rule(good)); err != nil {
+					t.Errorf("a rule setting %.80s: %v", good, err)
+				}
+			}
+			for _, set := range badSets {
+				if err := strict.Validate(rule(set)); err == nil {
+					t.Errorf("accepted a rule setting %s", set)
+				}
+			}
+			for _, text := range bad {
+				if err := strict.Validate(yamlValue(t, text)); err == nil {
+					t.Errorf("accepted %.200s", text)
+				}
+			}
+		})
 	}
 }
 
 func TestPartialSchema(t *testing.T) {
 	partial := catalogue.PartialSchema(catalogue.PersonaConfig)
 	partial["$id"] = "mem:///partial.json"
-	s, strict := compile(t, partial, true), compile(t, partial, false)
+	for _, d := range dialects {
+		t.Run(d.name, func(t *testing.T) {
+			testPartialSchema(t, compileAs(t, partial, true, d), compileAs(t, partial, false, d))
+		})
+	}
+}
+
+func testPartialSchema(t *testing.T, s, strict *jsonschema.Schema) {
 	for _, good := range []string{
 		`{}`,
 		`{name: Cara}`,
@@ -429,14 +610,16 @@ func TestPlaceholderDefsMatchOnlyPlaceholders(t *testing.T) {
 
 // The load's own bad examples are refused by the schema too.
 func TestPersonaSchemaRefusesBadTestdata(t *testing.T) {
-	s := compile(t, catalogue.PersonaFileSchema(), false)
-	for _, p := range []string{"bad-llm-id/personas/child.yaml", "non-uuid/personas/default.yaml", "unknown-persona-key/personas/sales.yaml", "many-errors/personas/sales.yaml"} {
-		data, err := os.ReadFile(filepath.Join("../config/testdata/bad", p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Validate(yamlValue(t, string(data))); err == nil {
-			t.Errorf("%s: accepted", p)
+	for _, d := range dialects {
+		s := compileAs(t, catalogue.PersonaFileSchema(), false, d)
+		for _, p := range []string{"bad-llm-id/personas/child.yaml", "non-uuid/personas/default.yaml", "unknown-persona-key/personas/sales.yaml", "many-errors/personas/sales.yaml"} {
+			data, err := os.ReadFile(filepath.Join("../config/testdata/bad", p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Validate(yamlValue(t, string(data))); err == nil {
+				t.Errorf("%s: %s: accepted", d.name, p)
+			}
 		}
 	}
 }
