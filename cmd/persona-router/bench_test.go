@@ -47,7 +47,7 @@ func bareHandler(b *testing.B, client *anam.Client, body []byte) http.Handler {
 		b.Fatal(err)
 	}
 	res := snap.Resolve(expression.Input{Context: in.Context, Metadata: in.Metadata}, false)
-	request := res.Body
+	request := anam.Bytes(res.Request())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Context  string         `json:"context"`

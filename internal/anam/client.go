@@ -103,11 +103,28 @@ func NewClient(baseURL, apiKey string, httpClient *http.Client, timeout time.Dur
 // maxBody bounds what is read of an answer: a token is about a kilobyte.
 const maxBody = 64 << 10
 
+// Body is a JSON session-token request. Reader gives a reader of it, which the HTTP transport
+// closes when it is done with it, possibly after the call has returned: a Body whose buffer is
+// reused waits for that.
+type Body interface {
+	Bytes() []byte
+	Reader() io.ReadCloser
+}
+
+// Bytes is a Body held in a plain byte slice.
+type Bytes []byte
+
+// Bytes returns b.
+func (b Bytes) Bytes() []byte { return b }
+
+// Reader returns a reader of b.
+func (b Bytes) Reader() io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
+
 // CreateSessionToken asks Anam for a session token with body, the JSON session-token request
 // (personaConfig and the request's other fields, as rendered by the persona package). Only
 // network errors and 5xx answers are retried, with jittered exponential backoff, and only while
 // the deadline allows; a 4xx or a 2xx is never retried. Failures are *Error.
-func (c *Client) CreateSessionToken(ctx context.Context, body []byte) (string, error) {
+func (c *Client) CreateSessionToken(ctx context.Context, body Body) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	var last *Error
@@ -142,11 +159,13 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Client) attempt(ctx context.Context, body []byte) (string, *Error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+SessionPath, bytes.NewReader(body))
+func (c *Client) attempt(ctx context.Context, body Body) (string, *Error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+SessionPath, nil)
 	if err != nil {
 		return "", &Error{Kind: Rejected, Detail: "building request: " + err.Error()}
 	}
+	req.Body, req.ContentLength = body.Reader(), int64(len(body.Bytes()))
+	req.GetBody = func() (io.ReadCloser, error) { return body.Reader(), nil }
 	req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")

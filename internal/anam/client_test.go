@@ -75,7 +75,7 @@ func TestFakeFollowsTheContract(t *testing.T) {
 	client := NewClient(srv.URL, "k", srv.Client(), time.Second)
 	const ids = `"avatarId":"30fa96d0-26c4-4e55-94a0-517025942e18","voiceId":"6bfbe25a-979d-40f3-a92b-5394170af54b"`
 	good := `{"personaConfig":{"name":"n",` + ids + `}}`
-	token, err := client.CreateSessionToken(context.Background(), []byte(good))
+	token, err := client.CreateSessionToken(context.Background(), Bytes(good))
 	if err != nil || strings.Count(token, ".") != 2 {
 		t.Fatalf("token %q, %v", token, err)
 	}
@@ -94,7 +94,7 @@ func TestFakeFollowsTheContract(t *testing.T) {
 		"not JSON":            {"k", `{"personaConfig":`, Rejected},
 	} {
 		c := NewClient(srv.URL, tc.key, srv.Client(), time.Second)
-		_, err := c.CreateSessionToken(context.Background(), []byte(tc.body))
+		_, err := c.CreateSessionToken(context.Background(), Bytes(tc.body))
 		ae, ok := err.(*Error)
 		if !ok || ae.Kind != tc.kind || ae.Attempts != 1 {
 			t.Errorf("%s: %v, want %s after one attempt", name, err, tc.kind)
@@ -104,7 +104,7 @@ func TestFakeFollowsTheContract(t *testing.T) {
 		}
 	}
 	rich := `{"personaConfig":{"name":"n",` + ids + `,"zeroDataRetention":true,"tools":[{"type":"client","name":"a","description":"d"}],"futureField":1},"clientLabel":"x","environment":{}}`
-	if _, err := client.CreateSessionToken(context.Background(), []byte(rich)); err != nil {
+	if _, err := client.CreateSessionToken(context.Background(), Bytes(rich)); err != nil {
 		t.Errorf("a request with new and unknown fields: %v, want a token", err)
 	}
 }

@@ -131,6 +131,9 @@ func InProcess(h http.Handler) *http.Client {
 type inProcess struct{ h http.Handler }
 
 func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		defer r.Body.Close() // as a RoundTripper must, even on errors
+	}
 	if err := r.Context().Err(); err != nil {
 		return nil, err
 	}

@@ -226,6 +226,9 @@ func (v view) typed(f *Field, parent *Field) map[string]any {
 			}
 			s["propertyNames"] = map[string]any{"not": map[string]any{"enum": known}}
 		}
+		if f.KeyPattern != nil {
+			s["propertyNames"] = map[string]any{"pattern": f.KeyPattern.String()}
+		}
 		return s
 	case Schema:
 		// Checked as a JSON Schema when the configuration loads.

@@ -52,8 +52,9 @@ func (s *Snapshot) Explain(in expression.Input) Explanation {
 		var body struct {
 			PersonaConfig json.RawMessage `json:"personaConfig"`
 		}
-		_ = json.Unmarshal(res.Body, &body) // rendered by us: always an object with personaConfig
-		e.PersonaConfig, e.Request = body.PersonaConfig, res.Body
+		request := res.Request()
+		_ = json.Unmarshal(request, &body) // rendered by us: always an object with personaConfig
+		e.PersonaConfig, e.Request = body.PersonaConfig, request
 	}
 	for _, st := range res.Trace {
 		step := TraceStep{Rule: st.Rule.Name, Matched: st.Matched}

@@ -69,7 +69,7 @@ func check(t *rules.Test, res *Result) []string {
 		return append(problems, fmt.Sprintf("personaConfig: rendering failed: %v", res.Err))
 	}
 	var request map[string]any
-	if err := json.Unmarshal(res.Body, &request); err != nil {
+	if err := json.Unmarshal(res.Request(), &request); err != nil {
 		return append(problems, fmt.Sprintf("the rendered request is not JSON: %v", err))
 	}
 	config, _ := request["personaConfig"].(map[string]any)

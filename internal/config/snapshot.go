@@ -43,8 +43,9 @@ type Result struct {
 	Persona string
 	// Rule is the rule that matched, or nil for the default persona.
 	Rule *rules.Rule
-	// Body is the session-token request sent to Anam, JSON; it is valid only when Err is nil.
-	Body []byte
+	// Body is the session-token request sent to Anam, JSON; nil when Err is not. Release gives
+	// its buffer back.
+	Body *persona.Body
 	// Err is a rendering failure: a placeholder that failed, or gave a value the catalogue
 	// refuses (*persona.RenderError names the field).
 	Err error
@@ -52,6 +53,21 @@ type Result struct {
 	Trace []rules.Step
 	// Failed lists rules whose `when` failed at run time.
 	Failed []rules.Step
+}
+
+// Release gives the rendered body's buffer back for reuse; Body must not be used afterwards.
+// A Result that is not released is collected as usual.
+func (r *Result) Release() {
+	r.Body.Release()
+	r.Body = nil
+}
+
+// Request returns the rendered session-token request, nil when rendering failed.
+func (r *Result) Request() []byte {
+	if r.Body == nil {
+		return nil
+	}
+	return r.Body.Bytes()
 }
 
 // Reason is "rule" when a rule matched, "default" otherwise.

@@ -1,7 +1,9 @@
 package persona
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/persona-router/persona-router/internal/catalogue"
@@ -75,7 +77,7 @@ func checkTree(n *node) source.Errors {
 		}
 	case n.kind == object && f.Kind == catalogue.Schema:
 		if err := catalogue.CheckJSONSchema(value(n)); err != nil {
-			errs.Addf(n.pos, "%s is not a valid JSON Schema: %v", n.path, err)
+			errs.Addf(schemaPos(n, err), "%s is not a valid JSON Schema: %v", n.path, err)
 		}
 	case n.kind == object:
 		for _, m := range n.members {
@@ -142,4 +144,34 @@ func dedupe(errs source.Errors) source.Errors {
 		}
 	}
 	return out
+}
+
+// schemaPos is where in the document the JSON Schema n goes wrong: the value the validator's
+// path leads to (its key, for a value that is a key's), else n itself.
+func schemaPos(n *node, err error) source.Pos {
+	var se *catalogue.SchemaError
+	if !errors.As(err, &se) {
+		return n.pos
+	}
+	at := n.pos
+	cur := n
+	for _, step := range se.Path {
+		var next *node
+		switch cur.kind {
+		case object:
+			next = cur.get(step)
+		case list:
+			if i, err := strconv.Atoi(step); err == nil && i >= 0 && i < len(cur.items) {
+				next = cur.items[i]
+			}
+		}
+		if next == nil {
+			break
+		}
+		cur, at = next, next.pos
+		if next.keyPos.Line > 0 && next.kind == object {
+			at = next.keyPos
+		}
+	}
+	return at
 }

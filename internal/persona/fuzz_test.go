@@ -36,8 +36,8 @@ func FuzzParse(f *testing.F) {
 		}
 		ev := expression.Acquire(expression.Input{Context: "x", Metadata: map[string]any{"a": 1.0}, User: map[string]any{"id": "u"}}, c.Layout())
 		defer ev.Release()
-		if body, err := tmpl.Program.Render(ev); err == nil && !json.Valid(body) {
-			t.Errorf("rendered invalid JSON: %s", body)
+		if body, err := tmpl.Program.Render(ev); err == nil && !json.Valid(body.Bytes()) {
+			t.Errorf("rendered invalid JSON: %s", body.Bytes())
 		}
 	})
 }

@@ -3,6 +3,7 @@ package persona
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -53,9 +54,10 @@ func render(t *testing.T, p *Program, in expression.Input) (map[string]any, erro
 	if err != nil {
 		return nil, err
 	}
+	defer body.Release()
 	var req map[string]any
-	if err := json.Unmarshal(body, &req); err != nil {
-		t.Fatalf("rendered invalid JSON %s: %v", body, err)
+	if err := json.Unmarshal(body.Bytes(), &req); err != nil {
+		t.Fatalf("rendered invalid JSON %s: %v", body.Bytes(), err)
 	}
 	return req, nil
 }
@@ -525,5 +527,29 @@ tools:
 	req, _ = render(t, tmpls["lab"].Program, expression.Input{Metadata: map[string]any{"pid": "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c"}})
 	if pc, ok := req["personaConfig"].(map[string]any); !ok || pc["personaId"] != "7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c" {
 		t.Errorf("stateful request = %v", req)
+	}
+}
+
+// A body's buffer is reused only once its owner has released it and every reader handed to
+// a transport is closed, whichever comes last; closing a reader twice counts once.
+func TestBodyIsReusedOnlyWhenNothingReadsIt(t *testing.T) {
+	b := newBody()
+	b.buf = append(b.buf, `{"personaConfig":{}}`...)
+	r1, r2 := b.Reader(), b.Reader()
+	b.Release()
+	if got := b.refs.Load(); got != 2 {
+		t.Fatalf("after the owner's release, %d references, want the 2 readers'", got)
+	}
+	if data, _ := io.ReadAll(r1); string(data) != `{"personaConfig":{}}` {
+		t.Errorf("reader read %q after the owner's release", data)
+	}
+	r1.Close()
+	r1.Close()
+	if got := b.refs.Load(); got != 1 {
+		t.Fatalf("after closing one reader twice, %d references, want 1", got)
+	}
+	r2.Close()
+	if got := b.refs.Load(); got != 0 {
+		t.Fatalf("after every reader closed, %d references, want 0", got)
 	}
 }

@@ -42,7 +42,7 @@ func (e *RenderError) Unwrap() error { return e.Err }
 // the placeholders and checks what they give against the catalogue.
 type Program struct {
 	root *op
-	// size is a guess at the rendered length, so that rendering allocates once.
+	// size is a guess at the rendered length, so that a new body's buffer is allocated once.
 	size int
 }
 
@@ -302,22 +302,29 @@ func (o *op) size() int {
 
 // Render evaluates the placeholders for one request and returns the JSON body of the
 // session-token request. Every value a placeholder gives is checked against the catalogue, so
-// a bad value is an error naming its field, never a silently wrong request.
-func (p *Program) Render(ev *expression.Evaluator) ([]byte, error) {
+// a bad value is an error naming its field, never a silently wrong request. The body's buffer
+// is reused after its Release.
+func (p *Program) Render(ev *expression.Evaluator) (*Body, error) {
+	body := newBody()
+	if cap(body.buf) < p.size {
+		body.buf = make([]byte, 0, p.size)
+	}
 	scratch := scratchPool.Get().(*[]byte)
-	r := renderer{ev: ev, buf: make([]byte, 0, p.size), scratch: (*scratch)[:0]}
+	r := renderer{ev: ev, buf: body.buf, scratch: (*scratch)[:0]}
 	r.value(p.root)
-	if cap(r.scratch) <= 64<<10 {
+	if cap(r.scratch) <= maxPooledBody {
 		*scratch = r.scratch[:0]
 		scratchPool.Put(scratch)
 	}
+	body.buf = r.buf
+	if r.err == nil && len(r.buf) > MaxRenderedBytes {
+		r.err = &RenderError{Field: "personaConfig", Err: fmt.Errorf("rendered to %d bytes, more than the %d KiB a request to Anam may carry", len(r.buf), MaxRenderedBytes>>10)}
+	}
 	if r.err != nil {
+		body.Release()
 		return nil, r.err
 	}
-	if len(r.buf) > MaxRenderedBytes {
-		return nil, &RenderError{Field: "personaConfig", Err: fmt.Errorf("rendered to %d bytes, more than the %d KiB a request to Anam may carry", len(r.buf), MaxRenderedBytes>>10)}
-	}
-	return r.buf, nil
+	return body, nil
 }
 
 type renderer struct {

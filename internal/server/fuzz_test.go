@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/persona-router/persona-router/internal/anam"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,7 +21,7 @@ type fakeMinter struct{}
 
 var _ Minter = fakeMinter{}
 
-func (fakeMinter) CreateSessionToken(context.Context, []byte) (string, error) {
+func (fakeMinter) CreateSessionToken(context.Context, anam.Body) (string, error) {
 	return "h.p.s", nil
 }
 

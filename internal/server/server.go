@@ -33,7 +33,7 @@ type Reloader interface {
 
 // Minter obtains session tokens from Anam.
 type Minter interface {
-	CreateSessionToken(ctx context.Context, body []byte) (string, error)
+	CreateSessionToken(ctx context.Context, body anam.Body) (string, error)
 }
 
 var _ Minter = (*anam.Client)(nil)

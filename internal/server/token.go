@@ -61,6 +61,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 
 		start := time.Now()
 		token, err := s.anam.CreateSessionToken(c.Request.Context(), res.Body)
+		res.Release()
 		s.metrics.anamDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
 			abort(c, s.upstreamError(c, err))
