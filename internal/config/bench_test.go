@@ -50,6 +50,7 @@ func BenchmarkResolve(b *testing.B) {
 					if res.Err != nil {
 						b.Fatal(res.Err)
 					}
+					res.Release()
 				}
 			})
 			b.Run(name+"/native", func(b *testing.B) {
