@@ -241,29 +241,3 @@ func BenchmarkPersonaDocument(b *testing.B) {
 		})
 	}
 }
-
-// Literal parts are encoded once, at load: a persona with many more literal fields renders
-// with as many allocations as one with the same placeholders and fewer literals.
-func TestRenderAllocationsIndependentOfLiterals(t *testing.T) {
-	snap, err := config.Load(documentConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	allocs := func(ctx string) float64 {
-		in := documentInput(ctx)
-		return testing.AllocsPerRun(200, func() {
-			res := snap.Resolve(in, false)
-			if res.Err != nil {
-				t.Fatal(res.Err)
-			}
-			res.Release()
-		})
-	}
-	rich, large := allocs("rich"), allocs("large")
-	if rich != large {
-		t.Errorf("rendering allocates %v times for the rich persona and %v for the same with 60 more literal fields; want the same", rich, large)
-	}
-	if res := snap.Resolve(documentInput("large"), false); !strings.Contains(string(res.Request()), `"future39":"literal value 39"`) || !strings.Contains(string(res.Request()), `"tool_19"`) {
-		t.Errorf("the large persona's literals are missing from %s", res.Request())
-	}
-}

@@ -3,6 +3,7 @@ package persona
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -551,5 +552,50 @@ func TestBodyIsReusedOnlyWhenNothingReadsIt(t *testing.T) {
 	r2.Close()
 	if got := b.refs.Load(); got != 0 {
 		t.Fatalf("after every reader closed, %d references, want 0", got)
+	}
+}
+
+// Literal parts are encoded once, at load: a persona with many more literal fields renders
+// with as many allocations as one with the same placeholders and fewer literals (none, into a
+// body's buffer already large enough).
+func TestRenderAllocationsIndependentOfLiterals(t *testing.T) {
+	rich := "name: \"Cara for {{ user.name ?? 'you' }}\"" + ids + `maxSessionLengthSeconds: "{{ metadata.tier == 'pro' ? 1800 : 600 }}"
+zeroDataRetention: "{{ metadata.region == 'EU' }}"
+voiceDetectionOptions: {endOfSpeechSensitivity: 0.6, speechEnhancementLevel: 0.5}
+tools:
+  - {type: client, name: open_page, description: Opens a page., parameters: {type: object, properties: {page: {type: string}}}}
+  - {type: server, subtype: webhook, name: lookup, description: Looks up orders., url: "https://api.example.com/o?shop={{ metadata.shop }}"}
+  - {type: server, subtype: knowledge, name: manuals, description: Searches manuals., documentFolderIds: [7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c]}
+`
+	large := rich
+	for i := range 20 {
+		large += fmt.Sprintf("  - {type: client, name: tool_%d, description: A literal tool.}\n", i)
+	}
+	large += "extra:\n"
+	for i := range 40 {
+		large += fmt.Sprintf("  future%d: literal value %d\n", i, i)
+	}
+	tmpls := parseTemplates(t, map[string]string{"default.yaml": rich, "large.yaml": large})
+	in := expression.Input{Metadata: map[string]any{"tier": "pro", "region": "EU", "shop": "s"}, User: map[string]any{"name": "Ann"}}
+	allocs := func(p *Program) float64 {
+		ev := expression.Acquire(in, compiler.Layout())
+		defer ev.Release()
+		body := &Body{buf: make([]byte, 0, 64<<10)}
+		return testing.AllocsPerRun(500, func() {
+			body.buf = body.buf[:0]
+			if err := p.render(ev, body); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if r, l := allocs(tmpls["default"].Program), allocs(tmpls["large"].Program); r != l {
+		t.Errorf("rendering allocates %v times for the rich persona and %v for the same with 60 more literal fields; want the same", r, l)
+	}
+	req, err := render(t, tmpls["large"].Program, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc := req["personaConfig"].(map[string]any); pc["future39"] != "literal value 39" || len(pc["tools"].([]any)) != 23 {
+		t.Errorf("the large persona's literals are missing from %v", pc)
 	}
 }

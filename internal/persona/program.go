@@ -306,6 +306,15 @@ func (o *op) size() int {
 // is reused after its Release.
 func (p *Program) Render(ev *expression.Evaluator) (*Body, error) {
 	body := newBody()
+	if err := p.render(ev, body); err != nil {
+		body.Release()
+		return nil, err
+	}
+	return body, nil
+}
+
+// render renders into body's buffer.
+func (p *Program) render(ev *expression.Evaluator, body *Body) error {
 	if cap(body.buf) < p.size {
 		body.buf = make([]byte, 0, p.size)
 	}
@@ -320,11 +329,7 @@ func (p *Program) Render(ev *expression.Evaluator) (*Body, error) {
 	if r.err == nil && len(r.buf) > MaxRenderedBytes {
 		r.err = &RenderError{Field: "personaConfig", Err: fmt.Errorf("rendered to %d bytes, more than the %d KiB a request to Anam may carry", len(r.buf), MaxRenderedBytes>>10)}
 	}
-	if r.err != nil {
-		body.Release()
-		return nil, r.err
-	}
-	return body, nil
+	return r.err
 }
 
 type renderer struct {
