@@ -17,7 +17,7 @@ import (
 func configFlags(fs *flag.FlagSet, dirs *config.Dirs) (sandbox *bool) {
 	fs.StringVar(&dirs.Rules, "rules", "./rules", "directory of rule files")
 	fs.StringVar(&dirs.Personas, "personas", "./personas", "directory of persona templates")
-	return fs.Bool("sandbox", false, "sign() uses the public development secret when TOOL_SIGNING_SECRET is not set, as `serve --sandbox` does")
+	return fs.Bool("sandbox", false, "sign() uses the public development secret when TOOL_SIGNING_SECRET is not set, as serve --sandbox does")
 }
 
 // load loads the configuration as `serve` would, with the signing secret from the environment.
@@ -138,7 +138,7 @@ func jsonObject(flagName, text string) (map[string]any, error) {
 	dec := json.NewDecoder(strings.NewReader(text))
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%s must be a JSON object: %v", flagName, err)
+		return nil, fmt.Errorf("%s must be a JSON object, like {\"tier\": \"pro\"}: %s", flagName, jsonProblem(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%s must be a single JSON object, found more after it", flagName)
@@ -147,4 +147,13 @@ func jsonObject(flagName, text string) (map[string]any, error) {
 		m = map[string]any{}
 	}
 	return m, nil
+}
+
+// jsonProblem says what is wrong with a flag's JSON without Go's type names.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "got a JSON " + te.Value
+	}
+	return err.Error()
 }

@@ -343,7 +343,7 @@ func (f *Field) CheckObject(o Members, present []string) []Problem {
 			if len(given) > 1 {
 				got = "both"
 			}
-			out = append(out, Problem{"", fmt.Sprintf("%s needs exactly one of %s, got %s", f.Name, strings.Join(f.OneOf, " or "), got)})
+			out = append(out, Problem{"", fmt.Sprintf("needs exactly one of %s, got %s", strings.Join(f.OneOf, " or "), got)})
 		}
 	}
 	if f.Together != nil {

@@ -66,6 +66,9 @@ type Input struct {
 type Compiler struct {
 	vars  []variable
 	index map[string]bool
+	// meta declares the metadata keys and their types; nil when no schema declares any, and
+	// metadata is then dynamic.
+	meta map[string]MetadataKey
 	// mac returns an HMAC keyed with the signing secret; nil without one (see sign.go).
 	mac func() hash.Hash
 }
@@ -102,6 +105,9 @@ func NewCompiler(opts ...Option) *Compiler {
 func (c *Compiler) Compile(src string) (*vm.Program, error) {
 	p, vars, err := compile(src, c.mac != nil)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Type(src); err != nil {
 		return nil, err
 	}
 	for _, v := range vars {
@@ -265,13 +271,20 @@ var base = func() *conf.Config {
 
 // config returns the configuration compiling an expression that reads vars: the request's
 // parts, the flattened member reads, the meter and the signer.
-func config(vars []variable) *conf.Config {
+func config(vars []variable) *conf.Config { return typedConfig(vars, nil) }
+
+// typedConfig is config with the metadata keys declared in meta given their declared types,
+// for type checking.
+func typedConfig(vars []variable, meta map[string]MetadataKey) *conf.Config {
 	object := types.TypeOf(map[string]any{})
 	env := types.Map{"context": types.String, "metadata": object, "user": object,
 		meterVar: types.TypeOf(&meter{}), signerVar: types.TypeOf(&signer{})}
 	for _, v := range vars {
 		if v.key != "" {
 			env[v.name] = types.Any
+			if k, ok := meta[v.key]; ok && v.from == fromMetadata {
+				env[v.name] = k.nature()
+			}
 		}
 	}
 	cfg := *base

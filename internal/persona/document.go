@@ -204,7 +204,11 @@ func (p *parser) placeholders(f *catalogue.Field, n *yaml.Node, out *node) *node
 		return nil
 	}
 	if f.Literal {
-		p.errs.Addf(out.pos, "%s must be written as a plain value, not a placeholder: the fields it takes depend on it", out.path)
+		why := "the fields a tool takes depend on it"
+		if out.path == keyExtends {
+			why = "inheritance is resolved when the configuration loads, not per request"
+		}
+		p.errs.Addf(out.pos, "%s must be written as a plain value, not a placeholder: %s", out.path, why)
 		return nil
 	}
 	t, errs := ParseText(p.path, n, out.path, p.c)

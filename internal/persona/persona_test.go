@@ -355,7 +355,7 @@ func TestLoadChecks(t *testing.T) {
 		{"both director notes", map[string]string{
 			"default.yaml": "name: n" + ids + "directorNotes: {presetStyle: calm}\n",
 			"child.yaml":   "extends: default\ndirectorNotes: {customStylePrompt: lively}\n"},
-			[]string{`child.yaml:2:16: directorNotes: directorNotes needs exactly one of presetStyle or customStylePrompt, got both`}},
+			[]string{`child.yaml:2:16: directorNotes: needs exactly one of presetStyle or customStylePrompt, got both`}},
 		{"null removes the conflict", map[string]string{
 			"default.yaml": "name: n" + ids + "directorNotes: {presetStyle: calm}\n",
 			"child.yaml":   "extends: default\ndirectorNotes: {presetStyle: null, customStylePrompt: lively}\n"},

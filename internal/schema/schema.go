@@ -69,7 +69,7 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 	f := &Field{Name: p.Key, Pos: source.At(path, p.KeyN)}
 	what := "metadata." + p.Key
 	pairs, errs := source.Mapping(path, p.Value, what, fieldKeys)
-	var enumNode *yaml.Node
+	var enumNode, maxNode, rangeNode *yaml.Node
 	for _, q := range pairs {
 		var err *source.Error
 		switch q.Key {
@@ -102,7 +102,10 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 			} else if q.Key == "min" {
 				f.Min = &v
 			} else {
-				f.Max = &v
+				f.Max, maxNode = &v, q.Value
+			}
+			if rangeNode == nil {
+				rangeNode = q.KeyN
 			}
 		}
 		if err != nil {
@@ -119,7 +122,10 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 		errs.Addf(f.Pos, "%s: maxLength and pattern apply to strings, not to %s", what, f.Type)
 	}
 	if (f.Min != nil || f.Max != nil) && f.Type != "number" && f.Type != "integer" {
-		errs.Addf(f.Pos, "%s: min and max apply to numbers and integers, not to %s", what, f.Type)
+		errs.Addf(source.At(path, rangeNode), "%s: min and max apply to numbers and integers, not to %s (for a string's length, use maxLength)", what, f.Type)
+	}
+	if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
+		errs.Addf(source.At(path, maxNode), "%s.max (%s) is less than its min (%s): no value could be valid", what, num(*f.Max), num(*f.Min))
 	}
 	if enumNode != nil {
 		items, err := source.Sequence(path, enumNode, what+".enum")
@@ -179,6 +185,18 @@ func New(fields []*Field) (*Schema, source.Errors) {
 
 // Declared reports whether the schema declares any key.
 func (s *Schema) Declared() bool { return s != nil && len(s.fields) > 0 }
+
+// Fields lists the declared keys, sorted by name.
+func (s *Schema) Fields() []*Field {
+	if s == nil {
+		return nil
+	}
+	out := make([]*Field, 0, len(s.fields))
+	for _, name := range s.names() {
+		out = append(out, s.fields[name])
+	}
+	return out
+}
 
 // Validate checks request metadata: the generic bounds always, and when the schema declares
 // keys, that every key is declared and every value fits its declaration. The message names

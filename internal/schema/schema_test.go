@@ -110,15 +110,16 @@ func TestGenericBounds(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for text, want := range map[string]string{
-		"tier: {enum: [a]}":                   `r.yaml:1:1: metadata.tier has no type`,
-		"tier: {type: text}":                  `r.yaml:1:14: metadata.tier.type must be one of string, number, integer, boolean, got "text"`,
-		"tier: {type: string, enum: [1]}":     `r.yaml:1:29: metadata.tier.enum: 1 is not a string`,
-		"tier: {type: string, pattern: '('}":  `r.yaml:1:31: metadata.tier.pattern is not a valid regular expression`,
-		"tier: {type: string, min: 1}":        `r.yaml:1:1: metadata.tier: min and max apply to numbers and integers, not to string`,
-		"tier: {type: integer, maxLength: 3}": `r.yaml:1:1: metadata.tier: maxLength and pattern apply to strings, not to integer`,
-		"tier: {type: string, maxlength: 3}":  `r.yaml:1:22: unknown field "maxlength" in metadata.tier, did you mean "maxLength"?`,
-		"seats: {type: integer, max: lots}":   `r.yaml:1:29: metadata.seats.max must be a number, got a string`,
-		"- tier":                              `r.yaml:1:1: metadata must be a mapping, got a list`,
+		"tier: {enum: [a]}":                       `r.yaml:1:1: metadata.tier has no type`,
+		"tier: {type: text}":                      `r.yaml:1:14: metadata.tier.type must be one of string, number, integer, boolean, got "text"`,
+		"tier: {type: string, enum: [1]}":         `r.yaml:1:29: metadata.tier.enum: 1 is not a string`,
+		"tier: {type: string, pattern: '('}":      `r.yaml:1:31: metadata.tier.pattern is not a valid regular expression`,
+		"tier: {type: string, min: 1}":            `r.yaml:1:22: metadata.tier: min and max apply to numbers and integers, not to string`,
+		"seats: {type: integer, min: 10, max: 5}": `r.yaml:1:38: metadata.seats.max (5) is less than its min (10): no value could be valid`,
+		"tier: {type: integer, maxLength: 3}":     `r.yaml:1:1: metadata.tier: maxLength and pattern apply to strings, not to integer`,
+		"tier: {type: string, maxlength: 3}":      `r.yaml:1:22: unknown field "maxlength" in metadata.tier, did you mean "maxLength"?`,
+		"seats: {type: integer, max: lots}":       `r.yaml:1:29: metadata.seats.max must be a number, got a string`,
+		"- tier":                                  `r.yaml:1:1: metadata must be a mapping, got a list`,
 	} {
 		root, perr := source.Parse("r.yaml", []byte(text))
 		if perr != nil {
