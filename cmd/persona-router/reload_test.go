@@ -203,7 +203,7 @@ func TestBadEditsNeverGoLive(t *testing.T) {
 	}{
 		{"syntax error", "personas/default.yaml", "name: One\nsystemPrompt: Note: be brief\n", "", "default.yaml:2:1: YAML syntax error"},
 		{"default persona deleted", "personas/other.yaml", personaYAML("Other"), "personas/default.yaml", `personas:1:1: no "default" persona`},
-		{"failing rule test", "rules/tests.yaml", "tests:\n  - {name: sales is special, request: {context: sales}, expect: {rule: null}}\n", "", `tests.yaml:2:5: test "sales is special" failed: rule: got "sales"`},
+		{"failing rule test", "rules/tests.yaml", "tests:\n  - {name: sales is special, request: {context: sales}, expect: {rule: null}}\n", "", `tests.yaml:2:72: test "sales is special" failed: expect.rule: got "sales" (`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.metric(t, `persona_router_config_reloads_total{result="failure"}`)

@@ -35,6 +35,7 @@ name: "VIP desk for {{ user.name }} ({{ user.email ?? user.id }})"
 		"rules/a.yaml": `metadata:
   tier: {type: string, enum: [free, pro, enterprise]}
   seats: {type: integer, min: 1, max: 100000}
+  avatar: {type: string}
 rules:
   - {name: vip, when: 'user.plan == "vip" || user.id == "boss"', persona: vip}
 tests:
@@ -195,7 +196,7 @@ func TestInputIsChecked(t *testing.T) {
 		`{"metadata": {"tier": "pro", "seats": 5}}`:      {200, "", ""},
 		`{"metadata": {"tier": "gold"}}`:                 {422, "invalid_metadata", `metadata.tier must be one of "free", "pro", "enterprise", got "gold"`},
 		`{"metadata": {"seats": 0.5}}`:                   {422, "invalid_metadata", "metadata.seats must be an integer, got 0.5"},
-		`{"metadata": {"region": "EU"}}`:                 {422, "invalid_metadata", "metadata.region is not declared (declared: seats, tier)"},
+		`{"metadata": {"region": "EU"}}`:                 {422, "invalid_metadata", "metadata.region is not declared (declared: avatar, seats, tier)"},
 		`{"context": "sales; DROP TABLE"}`:               {400, "invalid_request", "context must be at most 64 characters"},
 		`{"context": "` + strings.Repeat("a", 65) + `"}`: {400, "invalid_request", "context must be at most 64 characters"},
 		`{"context": "customer-support.v2_beta"}`:        {200, "", ""},

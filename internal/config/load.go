@@ -214,9 +214,52 @@ func version(groups ...[]file) string {
 func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	dirs, personaFiles, ruleFiles := files.Dirs, files.personas, files.rules
 	var errs source.Errors
+	// Rules files are parsed first: their metadata sections declare what expressions in
+	// personas and rules are type-checked against.
+	type parsedFile struct {
+		path string
+		root *yaml.Node
+	}
+	var roots []parsedFile
+	var declared []*schema.Field
+	var ruleCount, testCount int
+	var expanded source.Size
+	for _, f := range ruleFiles {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(errs) > source.MaxErrors {
+			break
+		}
+		root, size, perrs := source.ParseSize(f.path, f.data)
+		if perrs != nil {
+			errs.Add(perrs...)
+			continue
+		}
+		// The configuration's size, rules and tests are counted before a file is read further;
+		// past a limit, nothing more is.
+		over := expand(f.path, size, &expanded)
+		ruleNodes, testNodes := rules.Entries(root)
+		over.Add(count(f.path, ruleNodes, &ruleCount, source.MaxRules, "rule")...)
+		over.Add(count(f.path, testNodes, &testCount, source.MaxTests, "rule test")...)
+		if over != nil {
+			errs.Add(over...)
+			break
+		}
+		fields, merrs := rules.Metadata(f.path, root)
+		errs.Add(merrs...)
+		declared = append(declared, fields...)
+		roots = append(roots, parsedFile{f.path, root})
+	}
+	metadata, merrs := schema.New(declared)
+	errs.Add(merrs...)
+
 	var opts []expression.Option
 	if len(dirs.SigningSecret) > 0 {
 		opts = append(opts, expression.WithSigningSecret(dirs.SigningSecret))
+	}
+	if len(errs) == 0 {
+		opts = append(opts, expression.WithMetadata(metadataKeys(metadata)))
 	}
 	compiler := expression.NewCompiler(opts...)
 	templates := make(map[string]*persona.Template, len(personaFiles))
@@ -246,31 +289,14 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	personasOK := len(errs) == 0
 
 	var parsed []*rules.File
-	var ruleCount, testCount int
-	var expanded source.Size
-	for _, f := range ruleFiles {
+	for _, f := range roots {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if len(errs) > source.MaxErrors {
 			break
 		}
-		root, size, perrs := source.ParseSize(f.path, f.data)
-		if perrs != nil {
-			errs.Add(perrs...)
-			continue
-		}
-		// The configuration's size, rules and tests are counted before a file is read further;
-		// past a limit, nothing more is.
-		over := expand(f.path, size, &expanded)
-		ruleNodes, testNodes := rules.Entries(root)
-		over.Add(count(f.path, ruleNodes, &ruleCount, source.MaxRules, "rule")...)
-		over.Add(count(f.path, testNodes, &testCount, source.MaxTests, "rule test")...)
-		if over != nil {
-			errs.Add(over...)
-			break
-		}
-		rf, rerrs := rules.ParseTree(f.path, root, compiler)
+		rf, rerrs := rules.ParseTree(f.path, f.root, compiler)
 		errs.Add(rerrs...)
 		if rf != nil {
 			parsed = append(parsed, rf)
@@ -278,12 +304,6 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	}
 	set, serrs := rules.NewSet(parsed)
 	errs.Add(serrs...)
-	var declared []*schema.Field
-	for _, f := range parsed {
-		declared = append(declared, f.Metadata...)
-	}
-	metadata, merrs := schema.New(declared)
-	errs.Add(merrs...)
 
 	s := &Snapshot{
 		Version:   files.Version,
@@ -312,6 +332,23 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// metadataKeys is the metadata schema as the expression compiler type-checks against it.
+func metadataKeys(s *schema.Schema) map[string]expression.MetadataKey {
+	keys := make(map[string]expression.MetadataKey)
+	for _, f := range s.Fields() {
+		k := expression.MetadataKey{Type: f.Type}
+		if f.Type == "string" && f.Enum != nil {
+			for _, v := range f.Enum {
+				if s, ok := v.(string); ok {
+					k.Enum = append(k.Enum, s)
+				}
+			}
+		}
+		keys[f.Name] = k
+	}
+	return keys
 }
 
 // expand adds the size of the rules file at path to *total, or reports a configuration that

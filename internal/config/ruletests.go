@@ -3,18 +3,23 @@ package config
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/persona-router/persona-router/internal/rules"
+	"github.com/persona-router/persona-router/internal/schema"
 	"github.com/persona-router/persona-router/internal/source"
 )
 
 // runTests runs every rule test against the snapshot and records which rules they reach. A
-// failing test fails the load: it is reported at the test, with what it got and wanted. When
-// ctx ends, it stops between two tests and returns ctx's error: each test's evaluations are
-// bounded by the expression budget, so it stops promptly.
+// failing test fails the load: each failing expectation is reported at its own line, with what
+// it got and wanted. A test that names a rule or persona no file defines, or whose request the
+// service would refuse, is reported at that name or key. When ctx ends, it stops between two
+// tests and returns ctx's error: each test's evaluations are bounded by the expression budget,
+// so it stops promptly.
 func (s *Snapshot) runTests(ctx context.Context) error {
 	var errs source.Errors
 	reached := make(map[*rules.Rule]bool)
@@ -23,8 +28,12 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := s.metadata.Validate(t.Input.Metadata); err != nil {
-				errs.Addf(t.Pos, "test %q failed: its request would be refused: %v", t.Name, err)
+			if names := s.unknownNames(t); len(names) > 0 {
+				errs.Add(names...)
+				continue
+			}
+			if refused := s.refused(t); refused != nil {
+				errs.Add(refused)
 				continue
 			}
 			res := s.Resolve(t.Input, false)
@@ -32,7 +41,9 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 				reached[res.Rule] = true
 			}
 			if problems := check(t, &res); len(problems) > 0 {
-				errs.Addf(t.Pos, "test %q failed: %s", t.Name, strings.Join(problems, "; "))
+				for _, p := range problems {
+					errs.Addf(p.pos, "test %q failed: %s", t.Name, p.msg)
+				}
 				continue
 			}
 			s.tests++
@@ -46,40 +57,94 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 	return errs.Err()
 }
 
+// unknownNames reports an expect.rule or expect.persona that names nothing the configuration
+// defines: a typo, not a routing result.
+func (s *Snapshot) unknownNames(t *rules.Test) source.Errors {
+	var errs source.Errors
+	if t.ExpectRule != nil && !slices.ContainsFunc(s.Rules(), func(r *rules.Rule) bool { return r.Name == *t.ExpectRule }) {
+		names := make([]string, len(s.Rules()))
+		for i, r := range s.Rules() {
+			names[i] = r.Name
+		}
+		errs.Addf(t.RulePos, "test %q: expect.rule names %q, which no rules file defines%s (null means no rule)", t.Name, *t.ExpectRule, source.Suggest(*t.ExpectRule, names))
+	}
+	if t.ExpectPersona != nil && s.personas[*t.ExpectPersona] == nil {
+		errs.Addf(t.PersonaPos, "test %q: expect.persona names %q, which no persona file defines%s (personas: %s)", t.Name, *t.ExpectPersona, source.Suggest(*t.ExpectPersona, s.PersonaIDs()), strings.Join(s.PersonaIDs(), ", "))
+	}
+	return errs
+}
+
+// refused reports a test request the token endpoint would refuse, at the key at fault, with the
+// answer it would get.
+func (s *Snapshot) refused(t *rules.Test) *source.Error {
+	if !schema.ValidContext(t.Input.Context) {
+		return source.Errorf(requestPos(t, "context"), "test %q: its request would be refused with 400 invalid_request: %s", t.Name, schema.ContextRule)
+	}
+	err := s.metadata.Validate(t.Input.Metadata)
+	if err == nil {
+		return nil
+	}
+	at := requestPos(t, "metadata")
+	var ke *schema.KeyError
+	if errors.As(err, &ke) {
+		at = requestPos(t, "metadata."+ke.Key)
+	}
+	return source.Errorf(at, "test %q: its request would be refused with 422 invalid_metadata: %v", t.Name, err)
+}
+
+func requestPos(t *rules.Test, part string) source.Pos {
+	if pos, ok := t.RequestPos[part]; ok {
+		return pos
+	}
+	return t.Pos
+}
+
+// failure is one expectation a test failed, at the line of the expectation.
+type failure struct {
+	pos source.Pos
+	msg string
+}
+
 // check compares a result with a test's expectations and describes each difference.
-func check(t *rules.Test, res *Result) []string {
-	var problems []string
+func check(t *rules.Test, res *Result) []failure {
+	var problems []failure
 	got := "null (no rule matched)"
 	if res.Rule != nil {
-		got = fmt.Sprintf("%q", res.Rule.Name)
+		got = fmt.Sprintf("%q (%s)", res.Rule.Name, res.Rule.Pos)
 	}
 	switch {
 	case t.ExpectDefault && res.Rule != nil:
-		problems = append(problems, fmt.Sprintf("rule: got %s, want null (no rule matched)", got))
+		problems = append(problems, failure{t.RulePos, fmt.Sprintf("expect.rule: got %s, want null (no rule matched)", got)})
 	case t.ExpectRule != nil && (res.Rule == nil || res.Rule.Name != *t.ExpectRule):
-		problems = append(problems, fmt.Sprintf("rule: got %s, want %q", got, *t.ExpectRule))
+		problems = append(problems, failure{t.RulePos, fmt.Sprintf("expect.rule: got %s, want %q", got, *t.ExpectRule)})
 	}
 	if t.ExpectPersona != nil && res.Persona != *t.ExpectPersona {
-		problems = append(problems, fmt.Sprintf("persona: got %q, want %q", res.Persona, *t.ExpectPersona))
+		problems = append(problems, failure{t.PersonaPos, fmt.Sprintf("expect.persona: got %q, want %q", res.Persona, *t.ExpectPersona)})
 	}
 	if len(t.ExpectConfig) == 0 && len(t.ExpectSession) == 0 {
 		return problems
 	}
 	if res.Err != nil {
-		return append(problems, fmt.Sprintf("personaConfig: rendering failed: %v", res.Err))
+		at := t.Pos
+		if len(t.ExpectConfig) > 0 {
+			at = t.ExpectConfig[0].Pos
+		} else {
+			at = t.ExpectSession[0].Pos
+		}
+		return append(problems, failure{at, fmt.Sprintf("personaConfig: rendering failed: %v", res.Err)})
 	}
 	var request map[string]any
 	if err := json.Unmarshal(res.Request(), &request); err != nil {
-		return append(problems, fmt.Sprintf("the rendered request is not JSON: %v", err))
+		return append(problems, failure{t.Pos, fmt.Sprintf("the rendered request is not JSON: %v", err)})
 	}
 	config, _ := request["personaConfig"].(map[string]any)
-	problems = append(problems, compare("personaConfig", config, t.ExpectConfig)...)
-	return append(problems, compare("session", request, t.ExpectSession)...)
+	problems = append(problems, compare("expect.personaConfig", config, t.ExpectConfig)...)
+	return append(problems, compare("expect.session", request, t.ExpectSession)...)
 }
 
 // compare checks the expected fields of one part of the rendered request.
-func compare(what string, rendered map[string]any, want []rules.ConfigExpectation) []string {
-	var problems []string
+func compare(what string, rendered map[string]any, want []rules.ConfigExpectation) []failure {
+	var problems []failure
 	for _, w := range want {
 		got, present := rendered[w.Field]
 		if !present && w.Known && w.Value != nil && scalar(w.Value) {
@@ -88,11 +153,11 @@ func compare(what string, rendered map[string]any, want []rules.ConfigExpectatio
 			got = reflect.Zero(reflect.TypeOf(w.Value)).Interface()
 		}
 		if !present && !w.Known && w.Value != nil {
-			problems = append(problems, fmt.Sprintf("%s.%s: the rendered request has no such field, want %s", what, w.Field, jsonText(w.Value)))
+			problems = append(problems, failure{w.Pos, fmt.Sprintf("%s.%s: the rendered request has no such field, want %s", what, w.Field, jsonText(w.Value))})
 			continue
 		}
 		if !matches(got, w.Value) {
-			problems = append(problems, fmt.Sprintf("%s.%s: got %s, want %s", what, w.Field, jsonText(got), jsonText(w.Value)))
+			problems = append(problems, failure{w.Pos, fmt.Sprintf("%s.%s: got %s, want %s", what, w.Field, jsonText(got), jsonText(w.Value))})
 		}
 	}
 	return problems

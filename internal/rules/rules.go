@@ -61,7 +61,28 @@ func Parse(path string, data []byte, c *expression.Compiler) (*File, source.Erro
 	if perrs != nil {
 		return nil, perrs
 	}
-	return ParseTree(path, root, c)
+	md, errs := Metadata(path, root)
+	f, ferrs := ParseTree(path, root, c)
+	if errs = append(errs, ferrs...); len(errs) > 0 {
+		return nil, errs
+	}
+	f.Metadata = md
+	return f, nil
+}
+
+// Metadata reads the `metadata:` section of a rules file parsed by source.Parse: what request
+// metadata may hold. A loader reads every file's section before compiling any expression, so
+// that expressions are type-checked against the merged declaration.
+func Metadata(path string, root *yaml.Node) ([]*schema.Field, source.Errors) {
+	if root == nil || root.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "metadata" && root.Content[i+1].ShortTag() != "!!null" {
+			return schema.Parse(path, root.Content[i+1])
+		}
+	}
+	return nil, nil
 }
 
 // Entries returns the entries of the rules and tests lists of a rules file parsed by
@@ -89,7 +110,8 @@ func Entries(root *yaml.Node) (ruleNodes, testNodes []*yaml.Node) {
 	return ruleNodes, testNodes
 }
 
-// ParseTree reads a rules file parsed by source.Parse, compiling its expressions with c.
+// ParseTree reads the rules and tests of a rules file parsed by source.Parse, compiling their
+// expressions with c; its metadata section is Metadata's to read.
 func ParseTree(path string, root *yaml.Node, c *expression.Compiler) (*File, source.Errors) {
 	f := &File{Path: path}
 	if root == nil {
@@ -101,9 +123,6 @@ func ParseTree(path string, root *yaml.Node, c *expression.Compiler) (*File, sou
 			continue // a section with everything commented out
 		}
 		if p.Key == "metadata" {
-			fields, ferrs := schema.Parse(path, p.Value)
-			errs.Add(ferrs...)
-			f.Metadata = fields
 			continue
 		}
 		items, err := source.Sequence(path, p.Value, p.Key)
@@ -197,7 +216,13 @@ func (r *Rule) compile(path string, n *yaml.Node, c *expression.Compiler) *sourc
 	if err != nil {
 		return expression.ErrorAt(path, n, 0, "when", err)
 	}
-	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface && t != boolType {
+	t := prog.Node().Type()
+	if typed, err := c.Type(r.When); err != nil {
+		return expression.ErrorAt(path, n, 0, "when", err)
+	} else if typed != nil {
+		t = typed // known from the metadata schema
+	}
+	if t != nil && t.Kind() != reflect.Interface && t != boolType {
 		return source.Errorf(source.At(path, n), "when must be a boolean expression (like context == \"sales\"), but %q is a %s", r.When, t)
 	}
 	if r.contexts, r.program, err = index(r.When, c); err != nil {
@@ -216,6 +241,11 @@ type Test struct {
 	// ExpectRule is the rule expected to match; ExpectDefault asks for no rule (`rule: null`).
 	ExpectRule    *string
 	ExpectDefault bool
+	// RulePos and PersonaPos are where expect.rule and expect.persona are written.
+	RulePos, PersonaPos source.Pos
+	// RequestPos is where each part of the request is written: "context", "metadata", "user",
+	// and "metadata.<key>" for each key of the metadata.
+	RequestPos map[string]source.Pos
 	// ExpectConfig lists the fields expected of the rendered personaConfig, and ExpectSession
 	// those of the rendered request's top level (clientLabel, sessionOptions, extra fields).
 	ExpectConfig  []ConfigExpectation
@@ -270,7 +300,14 @@ func parseTest(path string, n *yaml.Node) (*Test, source.Errors) {
 
 func (t *Test) parseRequest(path string, n *yaml.Node) source.Errors {
 	pairs, errs := source.Mapping(path, n, "request", requestKeys)
+	t.RequestPos = make(map[string]source.Pos, len(pairs))
 	for _, p := range pairs {
+		t.RequestPos[p.Key] = source.At(path, p.Value)
+		if p.Key == "metadata" && p.Value.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(p.Value.Content); i += 2 {
+				t.RequestPos["metadata."+p.Value.Content[i].Value] = source.At(path, p.Value.Content[i])
+			}
+		}
 		switch p.Key {
 		case "context":
 			v, err := source.String(path, p.Value, "context")
@@ -332,8 +369,9 @@ func (t *Test) parseExpect(path string, n *yaml.Node) source.Errors {
 				errs.Add(err)
 				continue
 			}
-			t.ExpectPersona = &v
+			t.ExpectPersona, t.PersonaPos = &v, source.At(path, p.Value)
 		case "rule":
+			t.RulePos = source.At(path, p.Value)
 			if p.Value.ShortTag() == "!!null" {
 				t.ExpectDefault = true
 				continue

@@ -25,6 +25,15 @@ const (
 	MaxStringBytes = 1 << 10
 )
 
+// context is what a request's context may be: a short identifier.
+var context = regexp.MustCompile(`^[A-Za-z0-9._-]{0,64}$`)
+
+// ValidContext tells whether s may be a request's context.
+func ValidContext(s string) bool { return context.MatchString(s) }
+
+// ContextRule says in words what ValidContext accepts.
+const ContextRule = "context must be at most 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+
 // Field declares one metadata key.
 type Field struct {
 	Name string
@@ -247,16 +256,24 @@ func (s *Schema) fieldError(k string, v any, explain bool) error {
 	case !ok && !explain:
 		return errInvalid
 	case !ok:
-		return fmt.Errorf("metadata.%s is not declared (declared: %s)", k, strings.Join(s.names(), ", "))
+		return &KeyError{Key: k, msg: fmt.Sprintf("metadata.%s is not declared%s (declared: %s)", k, source.Suggest(k, s.names()), strings.Join(s.names(), ", "))}
 	}
 	if msg := f.check(v); msg != "" {
 		if !explain {
 			return errInvalid
 		}
-		return fmt.Errorf("metadata.%s %s", k, msg)
+		return &KeyError{Key: k, msg: fmt.Sprintf("metadata.%s %s", k, msg)}
 	}
 	return nil
 }
+
+// KeyError is metadata refused because of one top-level key.
+type KeyError struct {
+	Key string
+	msg string
+}
+
+func (e *KeyError) Error() string { return e.msg }
 
 func (s *Schema) names() []string {
 	return slices.Sorted(maps.Keys(s.fields))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/persona-router/persona-router/internal/anam"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,7 +12,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/schema"
 )
 
 // fakeMinter answers every session request with the same token.
@@ -78,7 +79,7 @@ func FuzzTokenRequest(f *testing.F) {
 			}
 			var req struct{ Context string }
 			_ = json.Unmarshal(body, &req)
-			if !validContext.MatchString(req.Context) {
+			if !schema.ValidContext(req.Context) {
 				t.Fatalf("accepted context %q", req.Context)
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/schema"
 )
 
 // tokenResponse is the answer of POST /api/session-token.
@@ -78,16 +78,13 @@ func (s *Server) decodeTokenRequest(c *gin.Context) (expression.Input, *apiError
 	if err := decodeBody(c, &body, "context, metadata"); err != nil {
 		return expression.Input{}, err
 	}
-	if body.Context != nil && !validContext.MatchString(*body.Context) {
-		return expression.Input{}, invalidRequest("context must be at most 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+	if body.Context != nil && !schema.ValidContext(*body.Context) {
+		return expression.Input{}, invalidRequest(schema.ContextRule)
 	}
 	user, _ := c.Get(userKey)
 	u, _ := user.(map[string]any)
 	return input(body.Context, body.Metadata, u), nil
 }
-
-// validContext is what a context may be: a short identifier.
-var validContext = regexp.MustCompile(`^[A-Za-z0-9._-]{0,64}$`)
 
 // upstreamError maps a failed Anam call to the caller's answer, and logs what Anam said —
 // which never reaches the caller. A call cut short because the service is shutting down is
