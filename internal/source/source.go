@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,11 +123,8 @@ func AsErrors(err error) Errors {
 	return Errors{{Msg: err.Error()}}
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// Parse parses YAML text into its document node. A syntax error is reported at the line
-// yaml.v3 names; yaml.v3 gives no column, so the column is that of the line's first
-// non-blank character.
+// Parse parses YAML text into its document node. A syntax error is reported where the mistake
+// is, as syntaxError finds it, rather than where yaml.v3 noticed it.
 //
 // Before returning the tree, Parse measures it as it will be read, aliases expanded, and
 // refuses a document over MaxNodes or MaxExpandedBytes, or with a value over MaxStringBytes:
@@ -152,15 +148,7 @@ type Size struct {
 func ParseSize(path string, data []byte) (*yaml.Node, Size, Errors) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		line := 1
-		if m := yamlLine.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
-		} else {
-			msg = strings.TrimPrefix(msg, "yaml: ")
-		}
-		return nil, Size{}, Errors{Errorf(Pos{Path: path, Line: line, Col: firstColumn(data, line)}, "YAML syntax error: %s", msg)}
+		return nil, Size{}, Errors{syntaxError(path, data, err)}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Size{}, nil
@@ -196,8 +184,10 @@ func (m *meter) node(n *yaml.Node) {
 	start := m.total
 	m.total.Nodes++
 	m.total.Bytes += len(n.Value)
-	if n.Kind == yaml.ScalarNode && len(n.Value) > MaxStringBytes {
-		m.errs.Addf(At(m.path, n), "value is too long (%d bytes, limit %d bytes = %d KiB)", len(n.Value), MaxStringBytes, MaxStringBytes>>10)
+	if n.Kind == yaml.ScalarNode {
+		if len(n.Value) > MaxStringBytes {
+			m.errs.Addf(At(m.path, n), "value is too long (%d bytes, limit %d bytes = %d KiB)", len(n.Value), MaxStringBytes, MaxStringBytes>>10)
+		}
 	}
 	if m.checkTotal(n) {
 		return
@@ -248,15 +238,6 @@ func (m *meter) checkTotal(n *yaml.Node) bool {
 	}
 	m.over = true
 	return true
-}
-
-func firstColumn(data []byte, line int) int {
-	lines := strings.Split(string(data), "\n")
-	if line < 1 || line > len(lines) {
-		return 1
-	}
-	text := lines[line-1]
-	return len(text) - len(strings.TrimLeft(text, " \t")) + 1
 }
 
 // Field is one key/value pair of a mapping.
@@ -312,7 +293,7 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 
 // Suggest returns ", did you mean "k"?" for the known word k closest to word: one that
 // differs only in case (avatarID for avatarId), else the nearest by edit distance when it is
-// near enough to be a typo (at most one edit in four characters). It returns "" when none is.
+// near enough to be a typo (typoDistance). It returns "" when none is.
 func Suggest(word string, known []string) string {
 	for _, k := range known {
 		if strings.EqualFold(k, word) {
@@ -323,7 +304,7 @@ func Suggest(word string, known []string) string {
 	lower := strings.ToLower(word)
 	for _, k := range known {
 		d := levenshtein.ComputeDistance(lower, strings.ToLower(k))
-		if d <= max(1, len([]rune(k))/4) && (best == "" || d < bestDist) {
+		if d <= typoDistance(len([]rune(k))) && (best == "" || d < bestDist) {
 			best, bestDist = k, d
 		}
 	}
@@ -331,6 +312,18 @@ func Suggest(word string, known []string) string {
 		return ""
 	}
 	return ", did you mean " + strconv.Quote(best) + "?"
+}
+
+// typoDistance is how many edits a word of n characters may take from a known one and still be
+// taken for a typo of it: one for short words, two (a swapped pair of letters) from four.
+func typoDistance(n int) int {
+	switch {
+	case n < 4:
+		return 1
+	case n < 9:
+		return 2
+	}
+	return n / 4
 }
 
 // Describe names the kind of a node for error messages.
