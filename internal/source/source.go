@@ -154,7 +154,7 @@ func ParseSize(path string, data []byte) (*yaml.Node, Size, Errors) {
 		return nil, Size{}, nil
 	}
 	root := doc.Content[0]
-	m := &meter{path: path}
+	m := &meter{path: path, text: locator{data: data}}
 	if m.node(root); m.errs != nil {
 		return nil, Size{}, m.errs
 	}
@@ -174,6 +174,8 @@ type meter struct {
 	anchors map[*yaml.Node]Size
 	errs    Errors
 	over    bool
+	// text finds each scalar in the file, for those Offset will have to re-read.
+	text locator
 }
 
 func (m *meter) node(n *yaml.Node) {
@@ -187,6 +189,9 @@ func (m *meter) node(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode {
 		if len(n.Value) > MaxStringBytes {
 			m.errs.Addf(At(m.path, n), "value is too long (%d bytes, limit %d bytes = %d KiB)", len(n.Value), MaxStringBytes, MaxStringBytes>>10)
+		}
+		if off, ok := m.text.at(n.Line, n.Column); ok && !verbatim(n, m.text.data, off) {
+			remember(n, scalarText{data: m.text.data, off: off, line: n.Line, col: n.Column})
 		}
 	}
 	if m.checkTotal(n) {
@@ -398,36 +403,4 @@ func Sequence(path string, n *yaml.Node, what string) ([]*yaml.Node, *Error) {
 		return nil, Errorf(At(path, n), "%s must be a list, got %s", what, Describe(n))
 	}
 	return n.Content, nil
-}
-
-// ValueAt returns the position of the first character of a scalar's text in the file, which
-// differs from the node's position for quoted scalars. ok is false for block scalars and
-// multi-line values, whose text does not map onto one line of the file.
-func ValueAt(path string, n *yaml.Node) (pos Pos, ok bool) {
-	pos = At(path, n)
-	switch n.Style {
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		pos.Col++
-		if n.Style == yaml.DoubleQuotedStyle && strings.ContainsAny(n.Value, "\"\\") {
-			return pos, false
-		}
-		if n.Style == yaml.SingleQuotedStyle && strings.Contains(n.Value, "'") {
-			return pos, false
-		}
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		return pos, false
-	}
-	return pos, !strings.Contains(n.Value, "\n")
-}
-
-// Offset returns the position of the character at (line, col) of a scalar's value, where line
-// is 1-based and col 0-based within the value, as expr reports them. When the value's text
-// cannot be mapped onto the file, it returns the position of the node itself.
-func Offset(path string, n *yaml.Node, line, col int) Pos {
-	pos, ok := ValueAt(path, n)
-	if !ok || line != 1 {
-		return At(path, n)
-	}
-	pos.Col += col
-	return pos
 }
