@@ -382,7 +382,7 @@ func (s *Snapshot) linkRules() source.Errors {
 	for _, r := range s.rules.Rules() {
 		t, ok := s.personas[r.Persona]
 		if !ok {
-			errs.Addf(r.PersonaPos, "rule %q names persona %q, which does not exist (personas: %s)", r.Name, r.Persona, strings.Join(s.PersonaIDs(), ", "))
+			errs.Addf(r.PersonaPos, "rule %q names persona %q, which does not exist%s (personas: %s)", r.Name, r.Persona, source.Suggest(r.Persona, s.PersonaIDs()), strings.Join(s.PersonaIDs(), ", "))
 			continue
 		}
 		prog, lerrs := t.Link(r.Set, r.Name, r.Pos)

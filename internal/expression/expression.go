@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -105,7 +106,7 @@ func NewCompiler(opts ...Option) *Compiler {
 func (c *Compiler) Compile(src string) (*vm.Program, error) {
 	p, vars, err := compile(src, c.mac != nil)
 	if err != nil {
-		return nil, err
+		return nil, hint(err)
 	}
 	if _, err := c.Type(src); err != nil {
 		return nil, err
@@ -123,7 +124,7 @@ func (c *Compiler) Compile(src string) (*vm.Program, error) {
 // evaluated with this Compiler's Layout.
 func (c *Compiler) Check(src string) (*vm.Program, error) {
 	p, _, err := compile(src, c.mac != nil)
-	return p, err
+	return p, hint(err)
 }
 
 // compile compiles src, whose sign() calls need signing to be true (a secret to sign with).
@@ -439,9 +440,11 @@ func ErrorAt(path string, n *yaml.Node, start int, what string, err error) *sour
 	if !errors.As(err, &fe) {
 		return source.Errorf(source.At(path, n), "%s: %v", what, err)
 	}
-	col := fe.Column
+	// The expression starts at byte start of the value, maybe on a later line of it.
+	before := n.Value[:start]
+	line, col := fe.Line+strings.Count(before, "\n"), fe.Column
 	if fe.Line == 1 {
-		col += utf8.RuneCountInString(n.Value[:start])
+		col += utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:])
 	}
-	return source.Errorf(source.Offset(path, n, fe.Line, col), "%s: %s", what, fe.Message)
+	return source.Errorf(source.Offset(path, n, line, col), "%s: %s", what, fe.Message)
 }

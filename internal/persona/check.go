@@ -31,10 +31,18 @@ func stateful(doc *node) bool { return doc != nil && doc.get(keyID) != nil }
 func check(own, merged *node, pos source.Pos, who string) source.Errors {
 	var errs source.Errors
 	if stateful(merged) {
+		// One mistake, one error: at the first field set beside personaId, naming them all.
+		var set []string
+		var at source.Pos
 		for _, m := range own.members {
 			if m.key != keyID && m.key != keySession && m.key != keyExtends {
-				errs.Addf(m.node.keyPos, "%s sets %s, but the persona is stateful (personaId names a persona saved in Anam Lab) and Anam ignores %s then; remove one of them", who, m.key, m.key)
+				if set = append(set, m.key); len(set) == 1 {
+					at = m.node.keyPos
+				}
 			}
+		}
+		if len(set) > 0 {
+			errs.Addf(at, "%s sets %s, but the persona is stateful (personaId names a persona saved in Anam Lab) and Anam ignores every other persona field then; remove personaId or %s", who, strings.Join(set, ", "), strings.Join(set, ", "))
 		}
 		if s := merged.get(keySession); s != nil {
 			errs.Add(checkTree(s)...)

@@ -188,10 +188,31 @@ func (p *parser) checkLiteral(out *node) *node {
 		return out
 	}
 	if msg := out.field.CheckScalar(out.lit); msg != "" {
-		p.errs.Addf(out.pos, "%s %s", out.path, msg)
+		p.errs.Addf(out.pos, "%s %s%s", out.path, msg, slip(out.field, out.lit))
 		return nil
 	}
 	return out
+}
+
+// slip names a common slip behind a literal of the wrong type: a quoted number, yes or no for
+// a boolean.
+func slip(f *catalogue.Field, v any) string {
+	s, ok := v.(string)
+	if !ok {
+		return ""
+	}
+	switch f.Kind {
+	case catalogue.Integer, catalogue.Number:
+		if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
+			return " (remove the quotes to make it a number)"
+		}
+	case catalogue.Boolean:
+		switch strings.ToLower(s) {
+		case "yes", "no", "on", "off", "y", "n", "true", "false":
+			return " (write true or false, without quotes)"
+		}
+	}
+	return ""
 }
 
 // placeholders reads a string with placeholders. A value that is exactly one placeholder keeps

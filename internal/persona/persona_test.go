@@ -331,7 +331,9 @@ func TestLoadChecks(t *testing.T) {
 		{"misspelt top key", map[string]string{"default.yaml": "name: n" + ids + "zeroDataRetension: true\n"},
 			[]string{`default.yaml:4:1: unknown field "zeroDataRetension" in persona file, did you mean "zeroDataRetention"?`}},
 		{"wrong type", map[string]string{"default.yaml": "name: n" + ids + "skipGreeting: \"yes\"\n"},
-			[]string{`default.yaml:4:15: skipGreeting must be true or false, got "yes"`}},
+			[]string{`default.yaml:4:15: skipGreeting must be true or false, got "yes" (write true or false, without quotes)`}},
+		{"quoted number", map[string]string{"default.yaml": "name: n" + ids + "maxSessionLengthSeconds: \"1800\"\n"},
+			[]string{`default.yaml:4:26: maxSessionLengthSeconds must be a positive integer, got "1800" (remove the quotes to make it a number)`}},
 		{"bad uuid in list", map[string]string{"default.yaml": "name: n" + ids + "toolIds: [abc]\n"},
 			[]string{`default.yaml:4:11: toolIds[0] must be a UUID`}},
 		{"text around a typed placeholder", map[string]string{"default.yaml": "name: n" + ids + "maxSessionLengthSeconds: \"1{{ 2 }}\"\n"},
@@ -395,11 +397,11 @@ func TestLoadChecks(t *testing.T) {
 		{"a date for a string", map[string]string{"default.yaml": "name: n" + ids + "systemPrompt: 2024-01-01\n"},
 			[]string{`default.yaml:4:15: systemPrompt must be a string, got a date (2024-01-01; quote it to make it a string)`}},
 		{"stateful with other fields", map[string]string{"default.yaml": "name: n" + ids + "personaId: 7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c\n"},
-			[]string{
-				`default.yaml:1:1: persona "default" sets name, but the persona is stateful`,
-				`default.yaml:2:1: persona "default" sets avatarId`,
-				`default.yaml:3:1: persona "default" sets voiceId`,
-			}},
+			[]string{`default.yaml:1:1: persona "default" sets name, avatarId, voiceId, but the persona is stateful`}},
+		{"extends cycle reported once", map[string]string{"default.yaml": "name: n" + ids, "a.yaml": "extends: b\n", "b.yaml": "extends: c\n", "c.yaml": "extends: a\n"},
+			[]string{`c.yaml:1:10: persona "c" extends "a", which leads back to "c" (extends cycle: c → a → b → c)`}},
+		{"extends a misspelt persona", map[string]string{"default.yaml": "name: n" + ids, "a.yaml": "extends: defualt\n"},
+			[]string{`a.yaml:1:10: persona "a" extends "defualt", which does not exist, did you mean "default"?`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errs := loadTemplates(tc.files)
@@ -423,7 +425,7 @@ func TestParseTextPositions(t *testing.T) {
 		{`name: Hi {{ usr }}`, "p.yaml:1:13:"},
 		{`name: "Hi {{ usr }}"`, "p.yaml:1:14:"},
 		{`name: 'Hi {{ usr }}'`, "p.yaml:1:14:"},
-		{"name: |\n  Hi {{ usr }}\n", "p.yaml:1:7:"},
+		{"name: |\n  Hi {{ usr }}\n", "p.yaml:2:9:"},
 		{"tools:\n  - {type: client, name: a, description: \"for {{ usr }}\"}", "p.yaml:2:50:"},
 	} {
 		_, errs := Parse("p.yaml", []byte(tc.yaml), expression.NewCompiler())
@@ -597,5 +599,14 @@ tools:
 	}
 	if pc := req["personaConfig"].(map[string]any); pc["future39"] != "literal value 39" || len(pc["tools"].([]any)) != 23 {
 		t.Errorf("the large persona's literals are missing from %v", pc)
+	}
+}
+
+// An expression that starts on a later line of a block scalar and spans lines is reported
+// where its mistake is.
+func TestMultiLinePlaceholderPosition(t *testing.T) {
+	_, errs := Parse("p.yaml", []byte("name: n"+ids+"systemPrompt: |\n  Line one.\n  Then {{ metadata.x +\n     usr }} here.\n"), expression.NewCompiler())
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "p.yaml:7:6: systemPrompt placeholder: unknown name usr") {
+		t.Errorf("errors %v, want one at p.yaml:7:6", errs)
 	}
 }

@@ -106,9 +106,11 @@ func Resolve(templates map[string]*Template, dir string) source.Errors {
 			p, exists := templates[t.Extends]
 			switch {
 			case !exists:
-				errs.Addf(t.extPos, "persona %q extends %q, which does not exist", t.ID, t.Extends)
+				errs.Addf(t.extPos, "persona %q extends %q, which does not exist%s", t.ID, t.Extends, source.Suggest(t.Extends, slices.Sorted(maps.Keys(templates))))
 				ok = false
 			case state[p.ID] == visiting:
+				// Reported once, at the template that closes the cycle; the others in it fail
+				// without a message of their own.
 				errs.Addf(t.extPos, "persona %q extends %q, which leads back to %q (extends cycle: %s)", t.ID, t.Extends, t.ID, cycle(templates, t))
 				ok = false
 			case !visit(p):
