@@ -21,16 +21,12 @@ func configFlags(fs *flag.FlagSet, dirs *config.Dirs) (sandbox *bool) {
 }
 
 // load loads the configuration as `serve` would, with the signing secret from the environment.
-func load(dirs config.Dirs, getenv func(string) string, sandbox bool, stderr io.Writer) (*config.Snapshot, error) {
+// A bad secret is an error of its own; a configuration that does not load gives source.Errors.
+func load(dirs config.Dirs, getenv func(string) string, sandbox bool) (*config.Snapshot, error) {
 	if err := signingSecret(&dirs, getenv, sandbox); err != nil {
-		fmt.Fprintln(stderr, err)
-		return nil, exitError{err}
+		return nil, err
 	}
-	snap, err := config.Load(dirs)
-	if err != nil {
-		return nil, reportLoad(err, stderr)
-	}
-	return snap, nil
+	return config.Load(dirs)
 }
 
 // parseFlags parses a subcommand's flags; -h prints them and ends the command successfully.
@@ -65,31 +61,79 @@ func reportLoad(err error, stderr io.Writer) error {
 	return exitError{err}
 }
 
+// diagnostic is one problem `check --format json` reports.
+type diagnostic struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Column   int    `json:"column"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Code     string `json:"code"`
+}
+
+func diagnosticOf(e *source.Error, severity string) diagnostic {
+	code := e.Code
+	if code == "" {
+		code = source.CodeConfiguration
+	}
+	return diagnostic{File: e.Pos.Path, Line: e.Pos.Line, Column: e.Pos.Col, Severity: severity, Message: e.Msg, Code: code}
+}
+
 func runCheck(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	var dirs config.Dirs
 	sandbox := configFlags(fs, &dirs)
 	requireCoverage := fs.Bool("require-coverage", false, "fail when a rule is reached by no rule test")
+	format := fs.String("format", "text", "text, or json: every diagnostic as a JSON array on stdout, for editors and CI annotations")
 	if done, err := parseFlags(fs, args, stderr); done {
 		return err
 	}
-	snap, err := load(dirs, getenv, *sandbox, stderr)
+	if *format != "text" && *format != "json" {
+		err := fmt.Errorf("--format must be text or json, got %q", *format)
+		fmt.Fprintln(stderr, err)
+		return exitError{err}
+	}
+	snap, err := load(dirs, getenv, *sandbox)
+	var errs, warnings source.Errors
 	if err != nil {
-		return err
+		errs = source.AsErrors(err)
+	} else {
+		for _, r := range snap.Uncovered() {
+			e := source.Errorf(r.Pos, "rule %q is reached by no rule test", r.Name)
+			e.Code = source.CodeUncoveredRule
+			if *requireCoverage {
+				errs.Add(e)
+			} else {
+				warnings.Add(e)
+			}
+		}
 	}
-	uncovered := snap.Uncovered()
-	level := "warning"
-	if *requireCoverage {
-		level = "error"
+	if *format == "json" {
+		out := make([]diagnostic, 0, len(errs)+len(warnings))
+		for _, e := range errs {
+			out = append(out, diagnosticOf(e, "error"))
+		}
+		for _, e := range warnings {
+			out = append(out, diagnosticOf(e, "warning"))
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+		if len(errs) > 0 {
+			return exitError{errs}
+		}
+		return nil
 	}
-	for _, r := range uncovered {
-		fmt.Fprintf(stderr, "%s: %s: rule %q is reached by no rule test\n", r.Pos, level, r.Name)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", w.Pos, w.Msg)
 	}
-	if *requireCoverage && len(uncovered) > 0 {
-		return exitError{fmt.Errorf("%d rule(s) not covered by tests", len(uncovered))}
+	if len(errs) > 0 {
+		return reportLoad(errs, stderr)
 	}
 	fmt.Fprintf(stdout, "ok: %d personas, %d rules, %d tests passed, %d rules untested (version %s)\n",
-		len(snap.PersonaIDs()), len(snap.Rules()), snap.Tests(), len(uncovered), snap.Version)
+		len(snap.PersonaIDs()), len(snap.Rules()), snap.Tests(), len(warnings), snap.Version)
 	return nil
 }
 
@@ -113,9 +157,9 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, err)
 		return exitError{err}
 	}
-	snap, err := load(dirs, getenv, *sandbox, stderr)
+	snap, err := load(dirs, getenv, *sandbox)
 	if err != nil {
-		return err
+		return reportLoad(err, stderr)
 	}
 	e := snap.Explain(in)
 	enc := json.NewEncoder(stdout)

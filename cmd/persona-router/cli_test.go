@@ -118,8 +118,63 @@ tests:
 		t.Errorf("check = %v\nstdout: %s\nstderr: %s", err, stdout, stderr)
 	}
 	_, stderr, err = runCLI(t, append([]string{"check", "--require-coverage"}, flags...)...)
-	if err == nil || !strings.Contains(stderr, `error: rule "untested" is reached by no rule test`) {
+	if err == nil || !strings.Contains(stderr, `a.yaml:3:5: rule "untested" is reached by no rule test`) ||
+		!strings.HasSuffix(stderr, "configuration rejected: 1 error(s)\n") {
 		t.Errorf("check --require-coverage = %v\nstderr: %s", err, stderr)
+	}
+}
+
+// check --format json prints every diagnostic as one JSON array: errors of a configuration
+// that does not load, or warnings (errors with --require-coverage) for untested rules.
+func TestCheckFormatJSON(t *testing.T) {
+	type diag struct {
+		File, Severity, Message, Code string
+		Line, Column                  int
+	}
+	decode := func(stdout string) []diag {
+		t.Helper()
+		var out []diag
+		if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+			t.Fatalf("stdout is not a JSON array: %v\n%s", err, stdout)
+		}
+		return out
+	}
+	bad := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona + "skipGreeting: \"yes\"\n",
+		"rules/a.yaml":          "rules:\n  - {name: a, when: 'contxt == \"a\"', persona: default}\n",
+	})
+	stdout, _, err := runCLI(t, append([]string{"check", "--format", "json"}, bad...)...)
+	got := decode(stdout)
+	if err == nil || len(got) != 2 {
+		t.Fatalf("check --format json = %v, %d diagnostics, want 2 errors:\n%s", err, len(got), stdout)
+	}
+	want := []diag{
+		{File: "personas/default.yaml", Line: 4, Column: 15, Severity: "error", Code: "persona", Message: `skipGreeting must be true or false, got "yes"`},
+		{File: "rules/a.yaml", Line: 2, Column: 22, Severity: "error", Code: "expression", Message: `when: unknown name contxt, did you mean "context"?`},
+	}
+	for i, w := range want {
+		g := got[i]
+		if !strings.HasSuffix(g.File, w.File) || g.Line != w.Line || g.Column != w.Column || g.Severity != w.Severity || g.Code != w.Code || !strings.HasPrefix(g.Message, w.Message) {
+			t.Errorf("diagnostic %d = %+v, want %+v", i, g, w)
+		}
+	}
+	untested := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona,
+		"rules/a.yaml":          "rules:\n  - {name: untested, when: 'context == \"b\"', persona: default}\n",
+	})
+	for _, tc := range []struct {
+		flag     string
+		severity string
+		fails    bool
+	}{{"--format=json", "warning", false}, {"--require-coverage", "error", true}} {
+		stdout, _, err := runCLI(t, append([]string{"check", "--format", "json", tc.flag}, untested...)...)
+		got := decode(stdout)
+		if (err != nil) != tc.fails || len(got) != 1 || got[0].Severity != tc.severity || got[0].Code != "uncovered-rule" || got[0].Line != 2 {
+			t.Errorf("check %s: %v, %+v", tc.flag, err, got)
+		}
+	}
+	if stdout, _, err := runCLI(t, append([]string{"check", "--format", "json"}, shipped...)...); err != nil || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("shipped configuration: %v, %s, want []", err, stdout)
 	}
 }
 

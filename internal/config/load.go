@@ -69,7 +69,7 @@ func Read(dirs Dirs) (*Files, error) {
 	rules := r.readDir(dirs.Rules, "rules", source.MaxRuleFiles)
 	if len(r.errs) > 0 {
 		r.errs.Sort()
-		return nil, r.errs.Cap()
+		return nil, source.Coded(source.CodeFile, r.errs.Cap())
 	}
 	return &Files{Dirs: dirs, Version: version(personas, rules), personas: personas, rules: rules}, nil
 }
@@ -243,16 +243,16 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 		over.Add(count(f.path, ruleNodes, &ruleCount, source.MaxRules, "rule")...)
 		over.Add(count(f.path, testNodes, &testCount, source.MaxTests, "rule test")...)
 		if over != nil {
-			errs.Add(over...)
+			errs.Add(source.Coded(source.CodeLimit, over)...)
 			break
 		}
 		fields, merrs := rules.Metadata(f.path, root)
-		errs.Add(merrs...)
+		errs.Add(source.Coded(source.CodeMetadataSchema, merrs)...)
 		declared = append(declared, fields...)
 		roots = append(roots, parsedFile{f.path, root})
 	}
 	metadata, merrs := schema.New(declared)
-	errs.Add(merrs...)
+	errs.Add(source.Coded(source.CodeMetadataSchema, merrs)...)
 
 	var opts []expression.Option
 	if len(dirs.SigningSecret) > 0 {
@@ -271,7 +271,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 			break
 		}
 		t, terrs := persona.Parse(f.path, f.data, compiler)
-		errs.Add(terrs...)
+		errs.Add(source.Coded(source.CodePersona, terrs)...)
 		if t == nil {
 			continue
 		}
@@ -284,7 +284,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	// Inheritance is resolved only over a complete set of templates, or a parent that failed
 	// to parse would be reported again as missing.
 	if len(errs) == 0 {
-		errs.Add(persona.Resolve(templates, dirs.Personas)...)
+		errs.Add(source.Coded(source.CodePersona, persona.Resolve(templates, dirs.Personas))...)
 	}
 	personasOK := len(errs) == 0
 
@@ -297,13 +297,13 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 			break
 		}
 		rf, rerrs := rules.ParseTree(f.path, f.root, compiler)
-		errs.Add(rerrs...)
+		errs.Add(source.Coded(source.CodeRule, rerrs)...)
 		if rf != nil {
 			parsed = append(parsed, rf)
 		}
 	}
 	set, serrs := rules.NewSet(parsed)
-	errs.Add(serrs...)
+	errs.Add(source.Coded(source.CodeRule, serrs)...)
 
 	s := &Snapshot{
 		Version:   files.Version,
@@ -318,7 +318,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	if personasOK {
 		def := templates[persona.DefaultID]
 		s.fallback = route{persona: def.ID, program: def.Program}
-		errs.Add(s.linkRules()...)
+		errs.Add(source.Coded(source.CodeRule, s.linkRules())...)
 	}
 	if len(errs) > 0 {
 		errs.Sort()

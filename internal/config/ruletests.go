@@ -29,11 +29,11 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 				return err
 			}
 			if names := s.unknownNames(t); len(names) > 0 {
-				errs.Add(names...)
+				errs.Add(source.Coded(source.CodeTestInvalid, names)...)
 				continue
 			}
 			if refused := s.refused(t); refused != nil {
-				errs.Add(refused)
+				errs.Add(source.Coded(source.CodeTestInvalid, source.Errors{refused})...)
 				continue
 			}
 			res := s.Resolve(t.Input, false)
@@ -42,7 +42,9 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 			}
 			if problems := check(t, &res); len(problems) > 0 {
 				for _, p := range problems {
-					errs.Addf(p.pos, "test %q failed: %s", t.Name, p.msg)
+					e := source.Errorf(p.pos, "test %q failed: %s", t.Name, p.msg)
+					e.Code = source.CodeTestFailed
+					errs.Add(e)
 				}
 				continue
 			}

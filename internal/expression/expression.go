@@ -438,7 +438,9 @@ func (e *Evaluator) Eval(p *vm.Program) (any, error) {
 func ErrorAt(path string, n *yaml.Node, start int, what string, err error) *source.Error {
 	var fe *file.Error
 	if !errors.As(err, &fe) {
-		return source.Errorf(source.At(path, n), "%s: %v", what, err)
+		e := source.Errorf(source.At(path, n), "%s: %v", what, err)
+		e.Code = source.CodeExpression
+		return e
 	}
 	// The expression starts at byte start of the value, maybe on a later line of it.
 	before := n.Value[:start]
@@ -446,5 +448,7 @@ func ErrorAt(path string, n *yaml.Node, start int, what string, err error) *sour
 	if fe.Line == 1 {
 		col += utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:])
 	}
-	return source.Errorf(source.Offset(path, n, line, col), "%s: %s", what, fe.Message)
+	e := source.Errorf(source.Offset(path, n, line, col), "%s: %s", what, fe.Message)
+	e.Code = source.CodeExpression
+	return e
 }

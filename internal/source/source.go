@@ -39,6 +39,41 @@ func (p Pos) String() string {
 type Error struct {
 	Pos Pos
 	Msg string
+	// Code names the kind of problem, for tools that read `check --format json`: one of the
+	// Code* constants.
+	Code string
+}
+
+// Codes of diagnostics. A problem gets the most specific code that fits; Coded gives the
+// others the code of the part of the configuration they belong to.
+const (
+	CodeYAMLSyntax     = "yaml-syntax"
+	CodeUnknownField   = "unknown-field"
+	CodeLimit          = "limit"
+	CodeFile           = "file"
+	CodeExpression     = "expression"
+	CodePersona        = "persona"
+	CodeRule           = "rule"
+	CodeMetadataSchema = "metadata-schema"
+	CodeTestFailed     = "test-failed"
+	CodeTestInvalid    = "test-invalid"
+	CodeUncoveredRule  = "uncovered-rule"
+	CodeConfiguration  = "configuration"
+)
+
+func coded(code string, e *Error) *Error {
+	e.Code = code
+	return e
+}
+
+// Coded gives code to every error of errs that has none yet, and returns errs.
+func Coded(code string, errs Errors) Errors {
+	for _, e := range errs {
+		if e.Code == "" {
+			e.Code = code
+		}
+	}
+	return errs
 }
 
 // Error reads "path:line:col: message", or just the message for a problem that belongs to no
@@ -148,7 +183,7 @@ type Size struct {
 func ParseSize(path string, data []byte) (*yaml.Node, Size, Errors) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Size{}, Errors{syntaxError(path, data, err)}
+		return nil, Size{}, Errors{coded(CodeYAMLSyntax, syntaxError(path, data, err))}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Size{}, nil
@@ -156,7 +191,7 @@ func ParseSize(path string, data []byte) (*yaml.Node, Size, Errors) {
 	root := doc.Content[0]
 	m := &meter{path: path, text: locator{data: data}}
 	if m.node(root); m.errs != nil {
-		return nil, Size{}, m.errs
+		return nil, Size{}, Coded(CodeLimit, m.errs)
 	}
 	return root, m.total, nil
 }
@@ -188,7 +223,7 @@ func (m *meter) node(n *yaml.Node) {
 	m.total.Bytes += len(n.Value)
 	if n.Kind == yaml.ScalarNode {
 		if len(n.Value) > MaxStringBytes {
-			m.errs.Addf(At(m.path, n), "value is too long (%d bytes, limit %d bytes = %d KiB)", len(n.Value), MaxStringBytes, MaxStringBytes>>10)
+			m.errs.Add(coded(CodeLimit, Errorf(At(m.path, n), "value is too long (%d bytes, limit %d bytes = %d KiB)", len(n.Value), MaxStringBytes, MaxStringBytes>>10)))
 		}
 		if off, ok := m.text.at(n.Line, n.Column); ok && !verbatim(n, m.text.data, off) {
 			remember(n, scalarText{data: m.text.data, off: off, line: n.Line, col: n.Column})
@@ -280,8 +315,8 @@ func Mapping(path string, n *yaml.Node, what string, known []string) ([]Field, E
 		}
 		seen[k.Value] = true
 		if known != nil && !slices.Contains(known, k.Value) {
-			errs.Addf(At(path, k), "unknown field %q in %s%s (expected one of: %s)",
-				k.Value, what, Suggest(k.Value, known), strings.Join(known, ", "))
+			errs.Add(coded(CodeUnknownField, Errorf(At(path, k), "unknown field %q in %s%s (expected one of: %s)",
+				k.Value, what, Suggest(k.Value, known), strings.Join(known, ", "))))
 			continue
 		}
 		fields = append(fields, Field{Key: k.Value, KeyN: k, Value: v})
@@ -381,7 +416,11 @@ func Int(path string, n *yaml.Node, what string) (int, *Error) {
 	n = resolveAlias(n)
 	var v int
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
-		return 0, Errorf(At(path, n), "%s must be an integer, got %s", what, Describe(n))
+		hint := ""
+		if _, err := strconv.Atoi(strings.TrimSpace(n.Value)); err == nil && n.ShortTag() == "!!str" {
+			hint = " (" + strconv.Quote(n.Value) + ": remove the quotes to make it a number)"
+		}
+		return 0, Errorf(At(path, n), "%s must be an integer, got %s%s", what, Describe(n), hint)
 	}
 	return v, nil
 }
@@ -391,7 +430,14 @@ func Bool(path string, n *yaml.Node, what string) (bool, *Error) {
 	n = resolveAlias(n)
 	var v bool
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&v) != nil {
-		return false, Errorf(At(path, n), "%s must be true or false, got %s", what, Describe(n))
+		hint := ""
+		switch strings.ToLower(n.Value) {
+		case "yes", "no", "on", "off", "y", "n", "true", "false":
+			if n.ShortTag() == "!!str" {
+				hint = " (" + strconv.Quote(n.Value) + ": write true or false, without quotes)"
+			}
+		}
+		return false, Errorf(At(path, n), "%s must be true or false, got %s%s", what, Describe(n), hint)
 	}
 	return v, nil
 }
