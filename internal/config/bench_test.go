@@ -114,14 +114,19 @@ func (n native) resolve(in expression.Input) {
 	}, ClientLabel: "persona-router/" + name})
 }
 
-// BenchmarkLoad measures loading 1,000 rules, 100 personas and 1,000 rule tests.
+// BenchmarkLoad measures loading 1,000 rules, 100 personas and 1,000 rule tests, without and
+// with a metadata schema that every expression is type-checked against.
 func BenchmarkLoad(b *testing.B) {
-	dirs := configtest.Large{Rules: 1000, Contexts: 10, Personas: 100, Tests: 1000}.Write(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := config.Load(dirs); err != nil {
-			b.Fatal(err)
-		}
+	for _, schema := range []bool{false, true} {
+		dirs := configtest.Large{Rules: 1000, Contexts: 10, Personas: 100, Tests: 1000, Schema: schema}.Write(b)
+		b.Run(fmt.Sprintf("schema=%v", schema), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := config.Load(dirs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

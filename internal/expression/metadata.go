@@ -55,17 +55,18 @@ func WithMetadata(keys map[string]MetadataKey) Option {
 }
 
 // Type type-checks src against the declared metadata and returns its type: nil when it
-// depends on the request (metadata without a schema, user claims).
+// depends on the request (user claims), or when no schema declares metadata.
 func (c *Compiler) Type(src string) (reflect.Type, error) {
+	if c.meta == nil {
+		return nil, nil // Compile and Check already give the types they know
+	}
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, nil // Compile reports syntax errors
 	}
 	vars := variables(tree.Node)
-	if c.meta != nil {
-		if ferr := c.declared(tree.Node); ferr != nil {
-			return nil, ferr.Bind(tree.Source)
-		}
+	if ferr := c.declared(tree.Node); ferr != nil {
+		return nil, ferr.Bind(tree.Source)
 	}
 	checked, err := checker.ParseCheck(src, typedConfig(vars, c.meta))
 	if err != nil {

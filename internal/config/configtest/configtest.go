@@ -17,6 +17,9 @@ import (
 // tests, test i expecting rule i mod Rules.
 type Large struct {
 	Rules, Contexts, Personas, Tests int
+	// Schema declares the metadata the rules and personas read (tier and product), so that
+	// every expression is type-checked against it.
+	Schema bool
 }
 
 // Write writes the configuration into a new temporary directory, in ten rules files as a team
@@ -60,6 +63,9 @@ func (lc Large) Write(tb testing.TB) config.Dirs {
 	}
 	for f := range files {
 		write(filepath.Join(dirs.Rules, fmt.Sprintf("rules-%02d.yaml", f)), b[f].String())
+	}
+	if lc.Schema {
+		write(filepath.Join(dirs.Rules, "metadata.yaml"), "metadata:\n  tier: {type: string, maxLength: 16}\n  product: {type: string}\n")
 	}
 	return dirs
 }
