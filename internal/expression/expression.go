@@ -106,7 +106,7 @@ func NewCompiler(opts ...Option) *Compiler {
 func (c *Compiler) Compile(src string) (*vm.Program, error) {
 	p, vars, err := compile(src, c.mac != nil)
 	if err != nil {
-		return nil, hint(err)
+		return nil, hint(err, src)
 	}
 	if _, err := c.Type(src); err != nil {
 		return nil, err
@@ -124,7 +124,7 @@ func (c *Compiler) Compile(src string) (*vm.Program, error) {
 // evaluated with this Compiler's Layout.
 func (c *Compiler) Check(src string) (*vm.Program, error) {
 	p, _, err := compile(src, c.mac != nil)
-	return p, hint(err)
+	return p, hint(err, src)
 }
 
 // compile compiles src, whose sign() calls need signing to be true (a secret to sign with).

@@ -195,12 +195,13 @@ func TestEnvIsRefused(t *testing.T) {
 // Compile errors say what was most likely meant.
 func TestCompileHints(t *testing.T) {
 	for src, want := range map[string]string{
-		`contxt == "sales"`:       `unknown name contxt, did you mean "context"? (1:1)`,
-		`metdata.tier == "x"`:     `unknown name metdata, did you mean "metadata"? (1:1)`,
-		`lenn(context) > 1`:       `unknown name lenn, did you mean "len"? (1:1)`,
-		`context = "sales"`:       `= is not a comparison: compare with == (like context == "sales") (1:9)`,
-		`context == "a" AND true`: `AND is not an operator: write and (lower case), or && (1:16)`,
-		`frobnicate(context)`:     `unknown name frobnicate (1:1)`,
+		`contxt == "sales"`:          `unknown name contxt, did you mean "context"? (1:1)`,
+		`metdata.tier == "x"`:        `unknown name metdata, did you mean "metadata"? (1:1)`,
+		`lenn(context) > 1`:          `unknown name lenn, did you mean "len"? (1:1)`,
+		`context = "sales"`:          `= is not a comparison: compare with == (like context == "sales") (1:9)`,
+		`context == "a" AND true`:    `AND is not an operator: write and (lower case), or && (1:16)`,
+		`frobnicate(context)`:        `unknown name frobnicate (1:1)`,
+		`context == "sales' && true`: `a string opened here is never closed (the quotes around it do not match) (1:12)`,
 	} {
 		_, err := expression.NewCompiler().Compile(src)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr/file"
 
@@ -16,9 +17,10 @@ var (
 	unexpectedToken = regexp.MustCompile(`^unexpected token (Operator|Identifier)\("([^"]*)"\)`)
 )
 
-// hint adds to a compile error what a person most likely meant: the name closest to an unknown
-// one, == for =, && for AND. The error keeps its position.
-func hint(err error) error {
+// hint adds to a compile error of src what a person most likely meant: the name closest to an
+// unknown one, == for =, && for AND, and where a string that is never closed opens. The error
+// keeps its position, but for the string.
+func hint(err error, src string) error {
 	var fe *file.Error
 	if !errors.As(err, &fe) {
 		return err
@@ -37,10 +39,41 @@ func hint(err error) error {
 			msg = word + " is not an operator: write " + strings.ToLower(word) + " (lower case), or " + map[string]string{"and": "&&", "or": "||", "not": "!"}[strings.ToLower(word)]
 		}
 	}
-	if msg == fe.Message {
+	out := *fe
+	if strings.HasPrefix(msg, "literal not terminated") {
+		if line, col, ok := unclosedQuote(src); ok {
+			out.Line, out.Column = line, col
+			msg = "a string opened here is never closed (the quotes around it do not match)"
+		}
+	}
+	if msg == fe.Message && out.Line == fe.Line && out.Column == fe.Column {
 		return err
 	}
-	out := *fe
 	out.Message = msg
 	return &out
+}
+
+// unclosedQuote finds the quote that opens a string literal src never closes: its line
+// (1-based) and column (0-based, in characters).
+func unclosedQuote(src string) (line, col int, ok bool) {
+	var quote rune
+	start := 0
+	for i := 0; i < len(src); i++ {
+		c := rune(src[i])
+		switch {
+		case quote != 0 && c == '\\':
+			i++
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote == 0 && (c == '"' || c == '\'' || c == '`'):
+			quote, start = c, i
+		}
+	}
+	if quote == 0 {
+		return 0, 0, false
+	}
+	before := src[:start]
+	line = strings.Count(before, "\n") + 1
+	col = utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:])
+	return line, col, true
 }
