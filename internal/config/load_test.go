@@ -104,7 +104,9 @@ func TestLoadBad(t *testing.T) {
 				wants = append(wants, line)
 			}
 
-			snap, err := config.Load(dirsIn(root))
+			dirs := dirsIn(root)
+			dirs.SigningSecret = []byte("test-signing-secret-of-32-bytes!") // as a service would have
+			snap, err := config.Load(dirs)
 			got := errorLines(t, root, snap, err)
 			if len(got) != len(wants) {
 				t.Fatalf("got %d errors, want %d:\ngot:\n%s\nwant:\n%s", len(got), len(wants), strings.Join(got, "\n"), strings.Join(wants, "\n"))

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/persona-router/persona-router/internal/rules"
 	"github.com/persona-router/persona-router/internal/schema"
@@ -144,25 +147,103 @@ func check(t *rules.Test, res *Result) []failure {
 	return append(problems, compare("expect.session", request, t.ExpectSession)...)
 }
 
-// compare checks the expected fields of one part of the rendered request.
+// compare checks the expected fields of one part of the rendered request. A difference is
+// reported at the innermost expectation that does not hold, with its path.
 func compare(what string, rendered map[string]any, want []rules.ConfigExpectation) []failure {
 	var problems []failure
 	for _, w := range want {
 		got, present := rendered[w.Field]
-		if !present && w.Known && w.Value != nil && scalar(w.Value) {
-			// Empty optional fields are left out of the request; they compare as the zero
-			// value of what the test expects ("", 0 or false).
-			got = reflect.Zero(reflect.TypeOf(w.Value)).Interface()
-		}
+		field := what + "." + w.Field
 		if !present && !w.Known && w.Value != nil {
-			problems = append(problems, failure{w.Pos, fmt.Sprintf("%s.%s: the rendered request has no such field, want %s", what, w.Field, jsonText(w.Value))})
+			problems = append(problems, failure{w.Pos, fmt.Sprintf("%s: the rendered request has no such field, want %s", field, jsonText(w.Value))})
 			continue
 		}
-		if !matches(got, w.Value) {
-			problems = append(problems, failure{w.Pos, fmt.Sprintf("%s.%s: got %s, want %s", what, w.Field, jsonText(got), jsonText(w.Value))})
+		if !present && w.Known && zero(w.Value) {
+			continue // empty optional fields are left out of the request
+		}
+		if path, n, g, wv, differ := mismatch(got, present, w.Value, w.Node, field); differ {
+			at := w.Pos
+			if n != nil {
+				at = source.At(w.Pos.Path, n)
+			}
+			problems = append(problems, failure{at, fmt.Sprintf("%s: got %s, want %s", path, g, jsonText(wv))})
 		}
 	}
 	return problems
+}
+
+// mismatch finds where a rendered value stops matching an expected one: a mapping matches an
+// object that has at least its keys, each matching (a key left out matches null, "", 0 and
+// false); a list matches a list of as many items, each matching; anything else must be equal.
+// It returns the path of the innermost difference, the expectation's node there (nil when
+// unknown), what was rendered there, described, and what was expected.
+func mismatch(got any, present bool, want any, n *yaml.Node, path string) (string, *yaml.Node, string, any, bool) {
+	describe := func() string {
+		if !present {
+			return "nothing (the field is left out)"
+		}
+		return jsonText(got)
+	}
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok || !present {
+			return path, n, describe(), want, true
+		}
+		for i, k := range mappingKeys(n, w) {
+			gv, has := g[k]
+			if !has && zero(w[k]) {
+				continue
+			}
+			if p, at, gd, wv, differ := mismatch(gv, has, w[k], child(n, i, k), path+"."+k); differ {
+				return p, at, gd, wv, true
+			}
+		}
+		return "", nil, "", nil, false
+	case []any:
+		g, ok := got.([]any)
+		if !ok || !present {
+			return path, n, describe(), want, true
+		}
+		if len(g) != len(w) {
+			return path, n, fmt.Sprintf("%d items (%s)", len(g), jsonText(got)), want, true
+		}
+		for i := range w {
+			var item *yaml.Node
+			if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+				item = n.Content[i]
+			}
+			if p, at, gd, wv, differ := mismatch(g[i], true, w[i], item, fmt.Sprintf("%s[%d]", path, i)); differ {
+				return p, at, gd, wv, true
+			}
+		}
+		return "", nil, "", nil, false
+	}
+	if !present || !reflect.DeepEqual(got, want) {
+		return path, n, describe(), want, true
+	}
+	return "", nil, "", nil, false
+}
+
+// mappingKeys lists the keys of an expected mapping in the order they are written (sorted when
+// the node is not at hand).
+func mappingKeys(n *yaml.Node, w map[string]any) []string {
+	if n != nil && n.Kind == yaml.MappingNode {
+		keys := make([]string, 0, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			keys = append(keys, n.Content[i].Value)
+		}
+		return keys
+	}
+	return slices.Sorted(maps.Keys(w))
+}
+
+// child returns the value node of the i-th key (k) of a mapping node, or nil.
+func child(n *yaml.Node, i int, k string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode || 2*i+1 >= len(n.Content) || n.Content[2*i].Value != k {
+		return nil
+	}
+	return n.Content[2*i+1]
 }
 
 // zero tells whether v is what an empty optional field compares as: null, "", 0 or false.
@@ -180,48 +261,6 @@ func zero(v any) bool {
 	return false
 }
 
-func scalar(v any) bool {
-	switch v.(type) {
-	case map[string]any, []any:
-		return false
-	}
-	return true
-}
-
-// matches tells whether a rendered value matches an expected one: a mapping matches an object
-// that has at least its keys, each matching; a list matches a list of as many items, each
-// matching; anything else must be equal.
-func matches(got, want any) bool {
-	switch w := want.(type) {
-	case map[string]any:
-		g, ok := got.(map[string]any)
-		if !ok {
-			return false
-		}
-		for k, wv := range w {
-			gv, ok := g[k]
-			if !ok && zero(wv) {
-				continue // left out of the request, as empty optional fields are
-			}
-			if !ok || !matches(gv, wv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		g, ok := got.([]any)
-		if !ok || len(g) != len(w) {
-			return false
-		}
-		for i := range w {
-			if !matches(g[i], w[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	return reflect.DeepEqual(got, want)
-}
 
 func jsonText(v any) string {
 	b, err := json.Marshal(v)

@@ -33,11 +33,16 @@ func hint(err error, src string) error {
 		}
 	} else if m := unexpectedToken.FindStringSubmatch(msg); m != nil {
 		switch word := m[2]; {
+		case m[1] == "Operator" && slices.Contains([]string{"contains", "startsWith", "endsWith", "matches", "in"}, word):
+			msg = word + " is an operator, not a function: write a " + word + " b (like context " + word + " \"sales\")"
 		case word == "=":
 			msg = "= is not a comparison: compare with == (like context == \"sales\")"
 		case slices.Contains([]string{"AND", "OR", "NOT", "And", "Or", "Not"}, word):
 			msg = word + " is not an operator: write " + strings.ToLower(word) + " (lower case), or " + map[string]string{"and": "&&", "or": "||", "not": "!"}[strings.ToLower(word)]
 		}
+	}
+	if strings.HasPrefix(msg, "unexpected token EOF") {
+		msg = endHint(src)
 	}
 	out := *fe
 	if strings.HasPrefix(msg, "literal not terminated") {
@@ -76,4 +81,21 @@ func unclosedQuote(src string) (line, col int, ok bool) {
 	line = strings.Count(before, "\n") + 1
 	col = utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:])
 	return line, col, true
+}
+
+// endHint says why an expression ends too early: a bracket never closed, or an operator with
+// nothing after it.
+func endHint(src string) string {
+	trimmed := strings.TrimSpace(src)
+	for _, op := range []string{"??", "&&", "||", "==", "!=", ">=", "<=", "+", "-", "*", "/", "and", "or", "not", ">", "<", "?", ":"} {
+		if strings.HasSuffix(trimmed, op) {
+			return "the expression ends after " + op + ": something must follow it"
+		}
+	}
+	for _, pair := range []string{"()", "[]", "{}"} {
+		if strings.Count(src, pair[:1]) > strings.Count(src, pair[1:]) {
+			return "a " + pair[:1] + " is never closed: expected " + pair[1:] + " before the end"
+		}
+	}
+	return "unexpected end of the expression"
 }

@@ -3,6 +3,7 @@ package persona
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -87,6 +88,7 @@ func checkTree(n *node) source.Errors {
 		if err := catalogue.CheckJSONSchema(value(n)); err != nil {
 			errs.Addf(schemaPos(n, err), "%s is not a valid JSON Schema: %v", n.path, err)
 		}
+		errs.Add(keywordTypos(n)...)
 	case n.kind == object:
 		for _, m := range n.members {
 			errs.Add(checkTree(m.node)...)
@@ -182,4 +184,60 @@ func schemaPos(n *node, err error) source.Pos {
 		}
 	}
 	return at
+}
+
+// schemaKeywords are the keywords of JSON Schema (draft 2020-12 and the earlier drafts' names).
+var schemaKeywords = []string{
+	"$schema", "$id", "$ref", "$defs", "$anchor", "$comment", "$dynamicRef", "$dynamicAnchor", "$vocabulary",
+	"type", "enum", "const", "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+	"properties", "patternProperties", "additionalProperties", "required", "propertyNames", "minProperties", "maxProperties",
+	"dependentRequired", "dependentSchemas", "dependencies", "unevaluatedProperties",
+	"items", "prefixItems", "additionalItems", "contains", "minContains", "maxContains", "minItems", "maxItems", "uniqueItems", "unevaluatedItems",
+	"minLength", "maxLength", "pattern", "format", "contentMediaType", "contentEncoding", "contentSchema",
+	"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+	"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "definitions",
+}
+
+// Keywords whose value maps names to schemas, or lists schemas, or is one schema.
+var (
+	schemaMaps  = []string{"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+	schemaLists = []string{"allOf", "anyOf", "oneOf", "prefixItems"}
+	schemaOne   = []string{"items", "additionalProperties", "additionalItems", "contains", "propertyNames", "not", "if", "then", "else", "unevaluatedProperties", "unevaluatedItems", "contentSchema"}
+)
+
+// keywordTypos reports, in a tool's parameters, keys in a schema's place that are typos of
+// JSON Schema keywords (requierd for required): a validator ignores keywords it does not know,
+// so the typo would otherwise go live silently. Keys close to no keyword are the author's own
+// annotations, and pass.
+func keywordTypos(n *node) source.Errors {
+	var errs source.Errors
+	var walk func(s *node)
+	walk = func(s *node) {
+		if s == nil || s.kind != object {
+			return
+		}
+		for _, m := range s.members {
+			k := m.key
+			switch {
+			case slices.Contains(schemaMaps, k):
+				if m.node.kind == object {
+					for _, sub := range m.node.members {
+						walk(sub.node)
+					}
+				}
+			case slices.Contains(schemaLists, k):
+				for _, item := range m.node.items {
+					walk(item)
+				}
+			case slices.Contains(schemaOne, k):
+				walk(m.node)
+			case !slices.Contains(schemaKeywords, k):
+				if hint := source.Suggest(k, schemaKeywords); hint != "" {
+					errs.Addf(m.node.keyPos, "%s: %q is not a JSON Schema keyword%s (a validator would ignore it)", m.node.path, k, hint)
+				}
+			}
+		}
+	}
+	walk(n)
+	return errs
 }

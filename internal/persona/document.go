@@ -2,9 +2,12 @@ package persona
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
+	"github.com/expr-lang/expr/ast"
+	exprparser "github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
 
 	"github.com/persona-router/persona-router/internal/catalogue"
@@ -243,6 +246,12 @@ func (p *parser) placeholders(f *catalogue.Field, n *yaml.Node, out *node) *node
 		return nil
 	}
 	if !t.Constant() {
+		if prog, ok := t.Single(); ok {
+			if msg := p.typeMismatch(f, prog.Source().String()); msg != "" {
+				p.errs.Addf(out.pos, "%s %s", out.path, msg)
+				return nil
+			}
+		}
 		out.kind, out.text = text, t
 		return out
 	}
@@ -264,6 +273,64 @@ func (p *parser) placeholders(f *catalogue.Field, n *yaml.Node, out *node) *node
 		}
 	}
 	return p.checkLiteral(out)
+}
+
+// typeMismatch says what is wrong with a single placeholder whose type is known when the
+// configuration loads (from the metadata schema, or from literals) and can never fit f, and
+// checks the URL given to sign() as literal text; "" when nothing is known to be wrong.
+func (p *parser) typeMismatch(f *catalogue.Field, src string) string {
+	if f.Format == catalogue.URL {
+		if tree, err := exprparser.Parse(src); err == nil {
+			if call, ok := tree.Node.(*ast.CallNode); ok && len(call.Arguments) > 0 {
+				id, isIdent := call.Callee.(*ast.IdentifierNode)
+				lit, isString := call.Arguments[0].(*ast.StringNode)
+				if isIdent && isString && id.Value == "sign" {
+					if msg := f.CheckString(lit.Value); msg != "" {
+						return "(the URL given to sign()) " + msg
+					}
+				}
+			}
+		}
+	}
+	t, err := p.c.Type(src)
+	if err != nil || t == nil {
+		return ""
+	}
+	ok := true
+	switch f.Kind {
+	case catalogue.String:
+		// A number or boolean renders as text; it can never be a UUID, a URL or one of a
+		// list of values.
+		constrained := f.Format != catalogue.Text || f.Pattern != nil || f.Values != nil
+		ok = !constrained || t.Kind() == reflect.String
+	case catalogue.Boolean:
+		ok = t.Kind() == reflect.Bool
+	case catalogue.Integer, catalogue.Number:
+		ok = t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64
+	}
+	if ok {
+		return ""
+	}
+	return fmt.Sprintf("must be %s, but {{ %s }} is always %s (from the metadata schema)", f.Expect(), src, typeWords(t))
+}
+
+// typeWords names an expression's type for people.
+func typeWords(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int64:
+		return "an integer"
+	case reflect.Float64:
+		return "a number"
+	case reflect.Map:
+		return "a mapping"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	}
+	return "a " + t.String()
 }
 
 // mapping reads an object, a map, a JSON Schema or an object of extra.

@@ -180,7 +180,7 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 		}
 	}
 	for _, key := range []string{"name", "when", "persona"} {
-		if !has(pairs, key) {
+		if !has(pairs, key) && !source.Misspelt(n, key) {
 			errs.Addf(r.Pos, "rule %s has no %s (required)", describeRule(r.Name), key)
 		}
 	}
@@ -262,6 +262,8 @@ type ConfigExpectation struct {
 	// Known tells a field of the catalogue from one of `extra`: only a known field that is
 	// left out compares as its zero value.
 	Known bool
+	// Node is the expectation as written, for positions below the field.
+	Node *yaml.Node
 }
 
 var (
@@ -286,10 +288,10 @@ func parseTest(path string, n *yaml.Node) (*Test, source.Errors) {
 			errs.Add(t.parseExpect(path, p.Value)...)
 		}
 	}
-	if !has(pairs, "name") {
+	if !has(pairs, "name") && !source.Misspelt(n, "name") {
 		errs.Addf(t.Pos, "test has no name (required)")
 	}
-	if !has(pairs, "expect") {
+	if !has(pairs, "expect") && !source.Misspelt(n, "expect") {
 		errs.Addf(t.Pos, "test %s has no expect (expected persona, rule and/or personaConfig)", describeRule(t.Name))
 	}
 	if len(errs) > 0 {
@@ -415,7 +417,7 @@ func expectations(path string, n *yaml.Node, what string, known []string, errs s
 			errs.Addf(source.At(path, f.Value), "%s.%s %v", what, f.Key, err)
 			continue
 		}
-		out = append(out, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value), Known: slices.Contains(known, f.Key)})
+		out = append(out, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value), Known: slices.Contains(known, f.Key), Node: f.Value})
 	}
 	return out, errs
 }

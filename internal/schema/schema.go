@@ -85,7 +85,14 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 		case "type":
 			f.Type, err = source.String(path, q.Value, what+".type")
 			if err == nil && !slices.Contains(types, f.Type) {
-				err = source.Errorf(source.At(path, q.Value), "%s.type must be one of %s, got %q", what, strings.Join(types, ", "), f.Type)
+				hint := source.Suggest(f.Type, types)
+				for _, t := range types {
+					if hint == "" && f.Type != "" && strings.HasPrefix(t, f.Type) {
+						hint = ", did you mean " + strconv.Quote(t) + "?"
+					}
+				}
+				err = source.Errorf(source.At(path, q.Value), "%s.type must be one of %s, got %q%s", what, strings.Join(types, ", "), f.Type, hint)
+				f.Type = "" // checked no further: what depends on it would only repeat this
 			}
 		case "enum":
 			enumNode = q.Value
@@ -122,7 +129,7 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 		}
 	}
 	if f.Type == "" {
-		if !slices.ContainsFunc(pairs, func(q source.Field) bool { return q.Key == "type" }) {
+		if !slices.ContainsFunc(pairs, func(q source.Field) bool { return q.Key == "type" }) && !source.Misspelt(p.Value, "type") {
 			errs.Addf(f.Pos, "%s has no type (expected one of %s)", what, strings.Join(types, ", "))
 		}
 		return nil, errs
@@ -149,7 +156,7 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 			}
 			v = normalize(v)
 			if msg := f.checkType(v); msg != "" {
-				errs.Addf(source.At(path, item), "%s.enum: %v is not a %s", what, v, f.Type)
+				errs.Addf(source.At(path, item), "%s.enum: %v is not %s (the key's type): enum values must be of the key's type", what, describe(v), article(f.Type))
 				continue
 			}
 			f.Enum = append(f.Enum, v)
@@ -160,6 +167,14 @@ func parseField(path string, p source.Field) (*Field, source.Errors) {
 	}
 	f.spec = f.describe()
 	return f, nil
+}
+
+// article puts "a" or "an" before a type name.
+func article(t string) string {
+	if strings.ContainsRune("aeiou", rune(t[0])) {
+		return "an " + t
+	}
+	return "a " + t
 }
 
 // normalize turns YAML-decoded numbers into the float64 that JSON decoding gives.

@@ -354,6 +354,22 @@ func Suggest(word string, known []string) string {
 	return ", did you mean " + strconv.Quote(best) + "?"
 }
 
+// Misspelt tells whether the mapping n has a key that is a typo of key (and not key itself):
+// the unknown-field error with did-you-mean then says what is wrong, and a "has no key" error
+// would only repeat it, at a worse place.
+func Misspelt(n *yaml.Node, key string) bool {
+	n = resolveAlias(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; k != key && Suggest(k, []string{key}) != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // typoDistance is how many edits a word of n characters may take from a known one and still be
 // taken for a typo of it: one for short words, two (a swapped pair of letters) from four.
 func typoDistance(n int) int {
