@@ -261,7 +261,6 @@ func zero(v any) bool {
 	return false
 }
 
-
 func jsonText(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
