@@ -218,6 +218,9 @@ func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
 	if a.status != http.StatusOK || a.body["persona"] != "default" || a.body["sessionToken"] != "tok-header.tok-payload-0.tok-signature" {
 		t.Fatalf("answer %d %s", a.status, a.raw)
 	}
+	if rule, has := a.body["rule"]; !has || rule != nil {
+		t.Errorf("answer %s, want \"rule\": null for the default persona", a.raw)
+	}
 	if a.header.Get("Cache-Control") != "no-store" {
 		t.Errorf("Cache-Control = %q, want no-store", a.header.Get("Cache-Control"))
 	}
@@ -262,6 +265,14 @@ func TestTokenRoutesByContextAndMetadata(t *testing.T) {
 		"Content-Type", "application/json", "X-Forwarded-User", "u-42")
 	if a.status != http.StatusOK || a.body["persona"] != "enterprise-support" {
 		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	// The answer and the log line say which rule and which configuration served it.
+	version, ok := a.body["configVersion"].(string)
+	if rule, has := a.body["rule"]; !has || rule != "enterprise-support" || !ok || len(version) != 12 {
+		t.Errorf("answer %s, want rule enterprise-support and a 12-digit configVersion", a.raw)
+	}
+	if !strings.Contains(s.logs.String(), `"rule":"enterprise-support","config_version":"`+version+`"`) {
+		t.Errorf("the request log line lacks the rule and config_version:\n%s", s.logs.String())
 	}
 	body := u.requests()[0].body
 	pc := body["personaConfig"].(map[string]any)
@@ -308,6 +319,9 @@ func TestAnonymousSupportHasNoTools(t *testing.T) {
 	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise"}}`), "Content-Type", "application/json")
 	if a.status != http.StatusOK || a.body["persona"] != "customer-support" {
 		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	if rule, has := a.body["rule"]; !has || rule != "support-guest" {
+		t.Errorf("answer %s, want rule support-guest", a.raw)
 	}
 	pc := u.requests()[0].body["personaConfig"].(map[string]any)
 	if _, ok := pc["tools"]; ok || pc["name"] != "Cara from Support" {

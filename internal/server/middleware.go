@@ -24,6 +24,7 @@ type requestLog struct {
 	hasContext  bool
 	persona     string
 	rule        string
+	version     string
 	decided     bool
 	anamStatus  int
 	code        string
@@ -89,7 +90,7 @@ func (s *Server) observe() gin.HandlerFunc {
 			attrs = append(attrs, slog.String("context", rl.context))
 		}
 		if rl.decided {
-			attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule))
+			attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule), slog.String("config_version", rl.version))
 		}
 		if rl.anamStatus != 0 {
 			attrs = append(attrs, slog.Int("anam_status", rl.anamStatus))

@@ -19,6 +19,10 @@ import (
 type tokenResponse struct {
 	SessionToken string `json:"sessionToken"`
 	Persona      string `json:"persona"`
+	// Rule is the rule that matched, null for the default persona.
+	Rule *string `json:"rule"`
+	// ConfigVersion is the configuration that decided.
+	ConfigVersion string `json:"configVersion"`
 }
 
 // handleSessionToken routes the request to a persona, renders it and asks Anam for a session
@@ -45,7 +49,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		if res.Rule != nil {
 			rule = res.Rule.Name
 		}
-		rl.persona, rl.rule, rl.decided = res.Persona, rule, true
+		rl.persona, rl.rule, rl.version, rl.decided = res.Persona, rule, snap.Version, true
 		for _, f := range res.Failed {
 			s.log.Warn("rule failed at run time; counted as not matched", "request_id", rl.id,
 				"rule", f.Rule.Name, "config_version", snap.Version, "error", f.Err.Error())
@@ -69,7 +73,11 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		}
 		s.metrics.anamRequests.WithLabelValues("success").Inc()
 		rl.anamStatus = http.StatusOK
-		c.JSON(http.StatusOK, tokenResponse{SessionToken: token, Persona: res.Persona})
+		answer := tokenResponse{SessionToken: token, Persona: res.Persona, ConfigVersion: snap.Version}
+		if res.Rule != nil {
+			answer.Rule = &res.Rule.Name
+		}
+		c.JSON(http.StatusOK, answer)
 	}
 }
 
