@@ -145,6 +145,9 @@ func (v view) schema(f *Field, parent *Field, nullable bool) map[string]any {
 	if z, ok := f.zero(); ok && v.rendered {
 		alts = append(alts, map[string]any{"const": z})
 	}
+	if v.rendered && f.Kind == String {
+		alts = append(alts, matcherSchema)
+	}
 	if nullable && f.Kind != Any {
 		alts = append(alts, map[string]any{"type": "null"})
 	}
@@ -156,6 +159,18 @@ func (v view) schema(f *Field, parent *Field, nullable bool) map[string]any {
 		out["description"] = d
 	}
 	return out
+}
+
+// matcherSchema is a rule test's matcher of a rendered string: {contains: …}, {notContains: …}
+// or {matches: regex}.
+var matcherSchema = map[string]any{
+	"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
+	"description": "Matches a rendered string: contains, notContains or matches (a regular expression).",
+	"properties": map[string]any{
+		"contains":    map[string]any{"type": "string"},
+		"notContains": map[string]any{"type": "string"},
+		"matches":     map[string]any{"type": "string", "format": "regex"},
+	},
 }
 
 func ref(def string) map[string]any { return map[string]any{"$ref": "#/$defs/" + def} }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -184,6 +185,13 @@ func mismatch(got any, present bool, want any, n *yaml.Node, path string) (strin
 		}
 		return jsonText(got)
 	}
+	if op, arg, ok := rules.Matcher(want); ok {
+		g, isString := got.(string)
+		if !present || !isString || !matchString(op, arg, g) {
+			return path, n, describe(), want, true
+		}
+		return "", nil, "", nil, false
+	}
 	switch w := want.(type) {
 	case map[string]any:
 		g, ok := got.(map[string]any)
@@ -223,6 +231,20 @@ func mismatch(got any, present bool, want any, n *yaml.Node, path string) (strin
 		return path, n, describe(), want, true
 	}
 	return "", nil, "", nil, false
+}
+
+// matchString applies a rule-test matcher to a rendered string.
+func matchString(op, arg, s string) bool {
+	switch op {
+	case "contains":
+		return strings.Contains(s, arg)
+	case "notContains":
+		return !strings.Contains(s, arg)
+	case "matches":
+		re, err := regexp.Compile(arg) // compiled at load already, so it compiles
+		return err == nil && re.MatchString(s)
+	}
+	return false
 }
 
 // mappingKeys lists the keys of an expected mapping in the order they are written (sorted when

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 
 	"github.com/expr-lang/expr/vm"
@@ -393,6 +394,47 @@ func (t *Test) parseExpect(path string, n *yaml.Node) source.Errors {
 	return errs
 }
 
+// Matchers compare a rendered string other than exactly: `{contains: "…"}`, `{notContains:
+// "…"}`, `{matches: "regex"}`.
+var matchers = []string{"contains", "notContains", "matches"}
+
+// Matcher returns the matcher an expected value is, if it is one: a mapping of exactly one of
+// the matcher keys to a string.
+func Matcher(want any) (op, arg string, ok bool) {
+	m, isMap := want.(map[string]any)
+	if !isMap || len(m) != 1 {
+		return "", "", false
+	}
+	for k, v := range m {
+		s, isString := v.(string)
+		if isString && slices.Contains(matchers, k) {
+			return k, s, true
+		}
+	}
+	return "", "", false
+}
+
+// checkMatchers reports, in an expected value as written, a `matches:` whose pattern does not
+// compile.
+func checkMatchers(path string, n *yaml.Node, what string, errs *source.Errors) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		if len(n.Content) == 2 && n.Content[0].Value == "matches" && n.Content[1].Kind == yaml.ScalarNode {
+			if _, err := regexp.Compile(n.Content[1].Value); err != nil {
+				errs.Addf(source.At(path, n.Content[1]), "%s: matches: %q is not a valid regular expression: %v", what, n.Content[1].Value, err)
+			}
+			return
+		}
+		for i := 1; i < len(n.Content); i += 2 {
+			checkMatchers(path, n.Content[i], what, errs)
+		}
+	case yaml.SequenceNode:
+		for _, item := range n.Content {
+			checkMatchers(path, item, what, errs)
+		}
+	}
+}
+
 // expectations reads the expected fields of a part of the rendered request. known lists the
 // fields that part is known to have: a key close to one of them is taken for a typo of it
 // (did-you-mean); any other key is a field of `extra`.
@@ -412,6 +454,7 @@ func expectations(path string, n *yaml.Node, what string, known []string, errs s
 			errs.Addf(source.At(path, f.Value), "%s.%s: %v", what, f.Key, err)
 			continue
 		}
+		checkMatchers(path, f.Value, what+"."+f.Key, &errs)
 		v, err := toJSON(raw)
 		if err != nil {
 			errs.Addf(source.At(path, f.Value), "%s.%s %v", what, f.Key, err)
