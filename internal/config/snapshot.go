@@ -43,6 +43,8 @@ type Result struct {
 	Persona string
 	// Rule is the rule that matched, or nil for the default persona.
 	Rule *rules.Rule
+	// Overlays lists the overlay rules applied over the persona, in the order applied.
+	Overlays []*rules.Rule
 	// Body is the session-token request sent to Anam, JSON; nil when Err is not. Release gives
 	// its buffer back.
 	Body *persona.Body
