@@ -55,7 +55,7 @@ func TestCheckShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check failed: %v\n%s", err, stderr)
 	}
-	if !strings.HasPrefix(stdout, "ok: 5 personas, 8 rules, 15 tests passed, 0 rules untested (version ") || strings.Count(stdout, "\n") != 1 {
+	if !strings.HasPrefix(stdout, "ok: 5 personas, 9 rules, 18 tests passed, 0 rules untested (version ") || strings.Count(stdout, "\n") != 1 {
 		t.Errorf("summary = %q", stdout)
 	}
 }
@@ -210,8 +210,8 @@ func TestExplain(t *testing.T) {
 	if p, _ := got.PersonaConfig["systemPrompt"].(string); !strings.Contains(p, "senior support engineer for Atlas") || !strings.Contains(p, "with Dana") {
 		t.Errorf("systemPrompt = %q", p)
 	}
-	if len(got.Trace) != 2 || got.Trace[0].Rule != "support-guest" || got.Trace[0].Matched || got.Trace[1].Rule != "enterprise-support" || !got.Trace[1].Matched {
-		t.Errorf("trace = %+v, want support-guest then enterprise-support (rules of other contexts are indexed out)", got.Trace)
+	if len(got.Trace) != 3 || got.Trace[0].Rule != "support-guest" || got.Trace[0].Matched || got.Trace[1].Rule != "enterprise-support" || !got.Trace[1].Matched || got.Trace[2].Rule != "french" || got.Trace[2].Matched {
+		t.Errorf("trace = %+v, want support-guest, enterprise-support, then the french overlay (rules of other contexts are indexed out)", got.Trace)
 	}
 }
 

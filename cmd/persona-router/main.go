@@ -34,6 +34,8 @@ Usage:
   persona-router [serve] [flags]   run the HTTP service (the default command)
   persona-router check [flags]     validate rules/ and personas/ and run the rule tests
   persona-router explain [flags]   show which persona a request gets, and why
+  persona-router split [flags]     show how users divide among rules and personas
+  persona-router diff [flags]      show what a configuration change changes
   persona-router schema personas   print the JSON Schema of persona files, for editors
   persona-router schema rules      print the JSON Schema of rule files, for editors
 
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCheck(rest, getenv, stdout, stderr)
 	case "explain":
 		return runExplain(rest, getenv, stdout, stderr)
+	case "split":
+		return runSplit(ctx, rest, getenv, stdout, stderr)
 	case "schema":
 		return runSchema(rest, stdout, stderr)
 	case "help":

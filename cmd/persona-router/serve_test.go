@@ -330,6 +330,18 @@ func TestAnonymousSupportHasNoTools(t *testing.T) {
 	if label := u.requests()[0].body["clientLabel"]; label != "persona-router/customer-support/support-guest" {
 		t.Errorf("clientLabel = %v", label)
 	}
+	// The French overlay changes the persona the guest rule chose, and the log line says so.
+	a = s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"locale": "fr"}}`), "Content-Type", "application/json")
+	if a.status != http.StatusOK || a.body["persona"] != "customer-support" {
+		t.Fatalf("answer %d %s", a.status, a.raw)
+	}
+	pc = u.requests()[1].body["personaConfig"].(map[string]any)
+	if pc["languageCode"] != "fr" || !strings.HasSuffix(pc["systemPrompt"].(string), "Always answer in French, whatever language the user writes in.") {
+		t.Errorf("personaConfig with the French overlay = %v", pc)
+	}
+	if !strings.Contains(s.logs.String(), `"overlays":["french"]`) {
+		t.Errorf("the request log line does not name the overlay:\n%s", s.logs.String())
+	}
 }
 
 func TestTokenRequestErrors(t *testing.T) {
@@ -642,7 +654,9 @@ func TestAdminExplain(t *testing.T) {
 		t.Fatalf("explain: %d %s", a.status, a.raw)
 	}
 	trace, _ := a.body["trace"].([]any)
-	if len(trace) != 2 || a.body["configVersion"] == "" || a.body["personaConfig"] == nil {
+	// sales-eu, sales-v2-rollout (the winner), then the french overlay: overlays are tried
+	// whatever rule wins.
+	if len(trace) != 3 || a.body["configVersion"] == "" || a.body["personaConfig"] == nil {
 		t.Errorf("explain: %s", a.raw)
 	}
 	if a := s.post(t, "/admin/explain", []byte(`{"user": "u1"}`), "Authorization", "Bearer admin-secret-token"); a.status != 400 || a.body["code"] != "invalid_request" {

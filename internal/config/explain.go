@@ -14,6 +14,8 @@ type Explanation struct {
 	Rule *string `json:"rule"`
 	// Reason is "rule" or "default".
 	Reason string `json:"reason"`
+	// Overlays lists the overlay rules applied, in order.
+	Overlays []string `json:"overlays"`
 	// PersonaConfig is the personaConfig that would be sent to Anam; null when rendering
 	// failed.
 	PersonaConfig json.RawMessage `json:"personaConfig"`
@@ -44,6 +46,10 @@ func (s *Snapshot) Explain(in expression.Input) Explanation {
 	}
 	if res.Rule != nil {
 		e.Rule = &res.Rule.Name
+	}
+	e.Overlays = make([]string, len(res.Overlays))
+	for i, o := range res.Overlays {
+		e.Overlays[i] = o.Name
 	}
 	if res.Err != nil {
 		e.Error = res.Err.Error()

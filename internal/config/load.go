@@ -380,6 +380,10 @@ func count(path string, entries []*yaml.Node, total *int, limit int, what string
 func (s *Snapshot) linkRules() source.Errors {
 	var errs source.Errors
 	for _, r := range s.rules.Rules() {
+		if r.Overlay {
+			s.routes[r.Order] = route{program: persona.CompilePatch(r.Set)}
+			continue
+		}
 		t, ok := s.personas[r.Persona]
 		if !ok {
 			errs.Addf(r.PersonaPos, "rule %q names persona %q, which does not exist%s (personas: %s)", r.Name, r.Persona, source.Suggest(r.Persona, s.PersonaIDs()), strings.Join(s.PersonaIDs(), ", "))

@@ -44,6 +44,9 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 			if res.Rule != nil {
 				reached[res.Rule] = true
 			}
+			for _, o := range res.Overlays {
+				reached[o] = true
+			}
 			if problems := check(t, &res); len(problems) > 0 {
 				for _, p := range problems {
 					e := source.Errorf(p.pos, "test %q failed: %s", t.Name, p.msg)
@@ -73,6 +76,11 @@ func (s *Snapshot) unknownNames(t *rules.Test) source.Errors {
 			names[i] = r.Name
 		}
 		errs.Addf(t.RulePos, "test %q: expect.rule names %q, which no rules file defines%s (null means no rule)", t.Name, *t.ExpectRule, source.Suggest(*t.ExpectRule, names))
+	}
+	for _, name := range t.ExpectOverlays {
+		if !slices.ContainsFunc(s.Rules(), func(r *rules.Rule) bool { return r.Name == name && r.Overlay }) {
+			errs.Addf(t.OverlaysPos, "test %q: expect.overlays names %q, which is no overlay rule", t.Name, name)
+		}
 	}
 	if t.ExpectPersona != nil && s.personas[*t.ExpectPersona] == nil {
 		errs.Addf(t.PersonaPos, "test %q: expect.persona names %q, which no persona file defines%s (personas: %s)", t.Name, *t.ExpectPersona, source.Suggest(*t.ExpectPersona, s.PersonaIDs()), strings.Join(s.PersonaIDs(), ", "))
@@ -123,6 +131,15 @@ func check(t *rules.Test, res *Result) []failure {
 		problems = append(problems, failure{t.RulePos, fmt.Sprintf("expect.rule: got %s, want null (no rule matched)", got)})
 	case t.ExpectRule != nil && (res.Rule == nil || res.Rule.Name != *t.ExpectRule):
 		problems = append(problems, failure{t.RulePos, fmt.Sprintf("expect.rule: got %s, want %q", got, *t.ExpectRule)})
+	}
+	if t.ExpectOverlays != nil {
+		got := make([]string, len(res.Overlays))
+		for i, o := range res.Overlays {
+			got[i] = o.Name
+		}
+		if !slices.Equal(got, t.ExpectOverlays) {
+			problems = append(problems, failure{t.OverlaysPos, fmt.Sprintf("expect.overlays: got %s, want %s", jsonText(got), jsonText(t.ExpectOverlays))})
+		}
 	}
 	if t.ExpectPersona != nil && res.Persona != *t.ExpectPersona {
 		problems = append(problems, failure{t.PersonaPos, fmt.Sprintf("expect.persona: got %q, want %q", res.Persona, *t.ExpectPersona)})

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
@@ -91,7 +95,10 @@ func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
 		rt = s.routes[d.Rule.Order]
 	}
 	body, err := rt.program.Render(ev)
-	return Result{Persona: rt.persona, Rule: d.Rule, Body: body, Err: err, Trace: d.Trace, Failed: d.Failed}
+	if err == nil && len(d.Overlays) > 0 {
+		body, err = s.overlay(in, body, d.Overlays)
+	}
+	return Result{Persona: rt.persona, Rule: d.Rule, Overlays: d.Overlays, Body: body, Err: err, Trace: d.Trace, Failed: d.Failed}
 }
 
 // Metadata is the declared metadata schema (it may declare nothing).
@@ -110,3 +117,83 @@ func (s *Snapshot) Tests() int { return s.tests }
 
 // Uncovered lists the rules that no rule test reaches.
 func (s *Snapshot) Uncovered() []*rules.Rule { return s.uncovered }
+
+// overlay applies overlay rules, in order, over a rendered request: each renders its set with
+// `persona` bound to the personaConfig rendered so far, and its fields merge deeply over the
+// request (null removes one). The result is checked against the catalogue as a whole, as the
+// mix of two rules' fields was never checked at load.
+func (s *Snapshot) overlay(in expression.Input, body *persona.Body, overlays []*rules.Rule) (*persona.Body, error) {
+	var request map[string]any
+	err := json.Unmarshal(body.Bytes(), &request)
+	body.Release()
+	if err != nil {
+		return nil, fmt.Errorf("decoding the rendered request: %w", err)
+	}
+	for _, r := range overlays {
+		pc, _ := request["personaConfig"].(map[string]any)
+		in.Persona = pc
+		ev := expression.Acquire(in, s.layout)
+		patch, err := s.routes[r.Order].program.Render(ev)
+		ev.Release()
+		if err != nil {
+			return nil, fmt.Errorf("overlay %q: %w", r.Name, err)
+		}
+		var fields map[string]any
+		err = json.Unmarshal(patch.Bytes(), &fields)
+		patch.Release()
+		if err != nil {
+			return nil, fmt.Errorf("overlay %q: decoding its fields: %w", r.Name, err)
+		}
+		mergeInto(request, fields)
+	}
+	if problems := checkRequest(request); len(problems) > 0 {
+		names := make([]string, len(overlays))
+		for i, r := range overlays {
+			names[i] = r.Name
+		}
+		return nil, &persona.RenderError{Field: problems[0].At, Err: fmt.Errorf("%s (with overlays %s)", problems[0].Msg, strings.Join(names, ", "))}
+	}
+	out, err := json.Marshal(request)
+	if err != nil {
+		return nil, err
+	}
+	return persona.BodyOf(out), nil
+}
+
+// mergeInto merges over into dst deeply: mappings key by key, anything else replaced, null
+// removing the key.
+func mergeInto(dst, over map[string]any) {
+	for k, v := range over {
+		switch v := v.(type) {
+		case nil:
+			delete(dst, k)
+		case map[string]any:
+			if d, ok := dst[k].(map[string]any); ok {
+				mergeInto(d, v)
+				continue
+			}
+			dst[k] = v
+		default:
+			dst[k] = v
+		}
+	}
+}
+
+// checkRequest checks a whole rendered request against the catalogue: personaConfig's known
+// fields, and the session fields.
+func checkRequest(request map[string]any) []catalogue.Problem {
+	pc, _ := request["personaConfig"].(map[string]any)
+	known := make(map[string]any, len(pc))
+	for k, v := range pc {
+		if catalogue.PersonaConfig.Member(k) != nil {
+			known[k] = v
+		}
+	}
+	problems := catalogue.PersonaConfig.Validate(known, catalogue.CheckJSONSchema)
+	for i := range problems {
+		if problems[i].At == "" {
+			problems[i].At = "personaConfig"
+		}
+	}
+	return problems
+}

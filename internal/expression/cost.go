@@ -56,6 +56,9 @@ const (
 	MetadataBytes = 64 << 10
 	// ClaimsBytes bounds all of the user's claims together: a bearer token is at most 16 KiB.
 	ClaimsBytes = 16 << 10
+	// PersonaBytes bounds the persona config an overlay's placeholders read: a rendered
+	// request is at most 256 KiB (persona.MaxRenderedBytes).
+	PersonaBytes = 256 << 10
 )
 
 // Cost is the estimated worst case of one expression.
@@ -392,6 +395,10 @@ func (e *estimator) identifier(name string) *bound {
 		return anyValue(ValueDepth, ClaimsBytes)
 	case strings.HasPrefix(name, "user."):
 		return anyValue(ValueDepth-1, ClaimsBytes)
+	case name == "persona":
+		return anyValue(ValueDepth, PersonaBytes)
+	case strings.HasPrefix(name, "persona."):
+		return anyValue(ValueDepth-1, PersonaBytes)
 	}
 	return nil
 }

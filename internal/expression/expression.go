@@ -52,6 +52,9 @@ type Input struct {
 	Metadata map[string]any
 	// User holds the signed-in user's claims, with "id" for the subject; empty when anonymous.
 	User map[string]any
+	// Persona is the personaConfig rendered so far, for the placeholders of overlay rules
+	// (`{{ persona.systemPrompt }} Answer in French.`); empty elsewhere.
+	Persona map[string]any
 	// Now is the request's time, from which the URLs sign() signs expire. Zero means the time
 	// of the request's first sign() call: every URL of one request has the same expiry.
 	Now time.Time
@@ -79,9 +82,10 @@ const (
 	fromContext = iota
 	fromMetadata
 	fromUser
+	fromPersona
 )
 
-var rootNames = [...]string{fromContext: "context", fromMetadata: "metadata", fromUser: "user"}
+var rootNames = [...]string{fromContext: "context", fromMetadata: "metadata", fromUser: "user", fromPersona: "persona"}
 
 // variable is one entry of the environment filled per request: a whole part of the request,
 // or (key != "") one key of metadata or user.
@@ -278,7 +282,7 @@ func config(vars []variable) *conf.Config { return typedConfig(vars, nil) }
 // for type checking.
 func typedConfig(vars []variable, meta map[string]MetadataKey) *conf.Config {
 	object := types.TypeOf(map[string]any{})
-	env := types.Map{"context": types.String, "metadata": object, "user": object,
+	env := types.Map{"context": types.String, "metadata": object, "user": object, "persona": object,
 		meterVar: types.TypeOf(&meter{}), signerVar: types.TypeOf(&signer{})}
 	for _, v := range vars {
 		if v.key != "" {
@@ -344,7 +348,7 @@ func asRead(n ast.Node) (variable, bool) {
 		return variable{}, false
 	}
 	from := slices.Index(rootNames[:], id.Value)
-	if from != fromMetadata && from != fromUser {
+	if from != fromMetadata && from != fromUser && from != fromPersona {
 		return variable{}, false
 	}
 	// The dot in the name keeps it apart from every identifier an expression can spell.
@@ -398,7 +402,7 @@ var empty = map[string]any{}
 func Acquire(in Input, l *Layout) *Evaluator {
 	e := pool.Get().(*Evaluator)
 	e.signer = signer{mac: l.mac, user: in.User, now: in.Now}
-	maps := [...]map[string]any{fromMetadata: orEmpty(in.Metadata), fromUser: orEmpty(in.User)}
+	maps := [...]map[string]any{fromMetadata: orEmpty(in.Metadata), fromUser: orEmpty(in.User), fromPersona: orEmpty(in.Persona)}
 	for _, v := range l.vars {
 		switch {
 		case v.from == fromContext:

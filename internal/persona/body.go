@@ -30,6 +30,13 @@ func newBody() *Body {
 	return b
 }
 
+// BodyOf returns a Body holding b, with one reference, its owner's.
+func BodyOf(b []byte) *Body {
+	body := &Body{buf: b}
+	body.refs.Store(1)
+	return body
+}
+
 // Bytes returns the JSON request. It must not be used after Release.
 func (b *Body) Bytes() []byte { return b.buf }
 

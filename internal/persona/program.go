@@ -89,7 +89,14 @@ type opMember struct {
 
 // compileDoc compiles a merged, checked document into the program of a route whose default
 // client label is label.
-func compileDoc(doc *node, label string) *Program {
+func compileDoc(doc *node, label string) *Program { return compile(doc, label, false) }
+
+// CompilePatch compiles an overlay rule's set: the fields it changes, rendered as a request
+// of their own (personaConfig and the session fields it gives), to merge over the request
+// another rule rendered. Nothing is required of it, and no client label is added.
+func CompilePatch(set *Doc) *Program { return compile(set.root, "", true) }
+
+func compile(doc *node, label string, patch bool) *Program {
 	root := &op{kind: opObject}
 	pc := &op{kind: opObject, field: catalogue.PersonaConfig, src: doc, path: ""}
 	for _, f := range catalogue.PersonaConfig.Fields {
@@ -105,14 +112,18 @@ func compileDoc(doc *node, label string) *Program {
 			pc.add(m.key, compileNode(m.node))
 		}
 	}
-	pc.check = needsCheck(pc)
-	pc.must = "rendered no field (a placeholder gave nothing)"
-	if stateful(doc) {
-		pc.path, pc.must = keyID, "rendered empty or null (a stateful persona needs its personaId)"
+	if patch {
+		pc.check = false
+	} else {
+		pc.check = needsCheck(pc)
+		pc.must = "rendered no field (a placeholder gave nothing)"
+		if stateful(doc) {
+			pc.path, pc.must = keyID, "rendered empty or null (a stateful persona needs its personaId)"
+		}
 	}
 	root.add("personaConfig", pc.finish())
 	session := doc.get(keySession)
-	if session == nil || session.get("clientLabel") == nil {
+	if !patch && (session == nil || session.get("clientLabel") == nil) {
 		root.add("clientLabel", &op{kind: opLiteral, lit: encodeJSON(label)})
 	}
 	if session != nil {
@@ -121,7 +132,7 @@ func compileDoc(doc *node, label string) *Program {
 				continue
 			}
 			v := compileNode(m.node)
-			if m.key == "clientLabel" && v.kind == opText {
+			if m.key == "clientLabel" && v.kind == opText && !patch {
 				v.fallback = encodeJSON(label) // a label that renders empty is the default one
 			}
 			root.add(m.key, v)

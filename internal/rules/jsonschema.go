@@ -23,7 +23,14 @@ func FileSchema() map[string]any {
 		"persona":  nonEmpty("The persona template (personas/<id>.yaml) this rule renders."),
 		"priority": map[string]any{"type": "integer", "description": "Higher is tried first; equal priorities keep file-name order, then their order in the file. Default: 0."},
 		"set":      set,
-	}, "name", "when", "persona")
+		"overlay":  map[string]any{"type": "boolean", "description": "An overlay picks no persona: when it matches, its set applies over the persona another rule (or the default) chose."},
+	}, "name", "when")
+	// A rule names its persona; an overlay names none and has a set.
+	rule["allOf"] = []any{map[string]any{
+		"if":   map[string]any{"required": []any{"overlay"}, "properties": map[string]any{"overlay": map[string]any{"const": true}}},
+		"then": map[string]any{"required": []any{"set"}, "not": map[string]any{"required": []any{"persona"}}},
+		"else": map[string]any{"required": []any{"persona"}},
+	}}
 	request := object("The request to decide, as a frontend would send it.", map[string]any{
 		"context":  map[string]any{"type": "string", "description": "The request's context; \"\" when left out."},
 		"metadata": map[string]any{"type": "object", "description": "The request's metadata, checked against the metadata schema as a request's is."},
@@ -39,6 +46,7 @@ func FileSchema() map[string]any {
 	expect := object("What deciding the request must give; only what is listed is checked.", map[string]any{
 		"persona":       map[string]any{"type": "string", "description": "The persona template rendered."},
 		"rule":          map[string]any{"type": []string{"string", "null"}, "description": "The rule that matched; null means no rule (the default persona)."},
+		"overlays":      map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "description": "The overlay rules applied, in the order they apply."},
 		"personaConfig": personaConfig,
 		"session":       session,
 	})

@@ -27,6 +27,9 @@ type Rule struct {
 	Priority int
 	// Set changes persona fields for requests this rule routes; nil when the rule has none.
 	Set *persona.Doc
+	// Overlay rules pick no persona: every overlay that matches applies its Set over the
+	// persona the winning rule (or the default) chose.
+	Overlay bool
 	Pos source.Pos
 	// PersonaPos is where the persona is named, for errors about it.
 	PersonaPos source.Pos
@@ -52,7 +55,7 @@ type File struct {
 
 var (
 	fileKeys = []string{"rules", "tests", "metadata"}
-	ruleKeys = []string{"name", "when", "persona", "priority", "set"}
+	ruleKeys = []string{"name", "when", "persona", "priority", "set", "overlay"}
 )
 
 // Parse reads one rules file, compiling its expressions with c. An empty file is valid and
@@ -169,6 +172,8 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 		case "persona":
 			r.Persona, err = source.NonEmptyString(path, p.Value, "persona")
 			r.PersonaPos = source.At(path, p.Value)
+		case "overlay":
+			r.Overlay, err = source.Bool(path, p.Value, "overlay")
 		case "priority":
 			r.Priority, err = source.Int(path, p.Value, "priority")
 		case "set":
@@ -180,9 +185,20 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 			errs.Add(err)
 		}
 	}
-	for _, key := range []string{"name", "when", "persona"} {
+	required := []string{"name", "when", "persona"}
+	if r.Overlay {
+		required = []string{"name", "when", "set"}
+		if has(pairs, "persona") {
+			errs.Addf(r.PersonaPos, "rule %s is an overlay: it changes the persona another rule chose, so it names no persona of its own (remove persona, or overlay)", describeRule(r.Name))
+		}
+	}
+	for _, key := range required {
 		if !has(pairs, key) && !source.Misspelt(n, key) {
-			errs.Addf(r.Pos, "rule %s has no %s (required)", describeRule(r.Name), key)
+			what := "required"
+			if r.Overlay {
+				what = "required for an overlay"
+			}
+			errs.Addf(r.Pos, "rule %s has no %s (%s)", describeRule(r.Name), key, what)
 		}
 	}
 	if whenNode != nil && r.When != "" {
@@ -242,8 +258,12 @@ type Test struct {
 	// ExpectRule is the rule expected to match; ExpectDefault asks for no rule (`rule: null`).
 	ExpectRule    *string
 	ExpectDefault bool
-	// RulePos and PersonaPos are where expect.rule and expect.persona are written.
-	RulePos, PersonaPos source.Pos
+	// ExpectOverlays lists the overlay rules expected to apply, in the order they apply; nil
+	// when not checked.
+	ExpectOverlays []string
+	// RulePos, PersonaPos and OverlaysPos are where expect.rule, expect.persona and
+	// expect.overlays are written.
+	RulePos, PersonaPos, OverlaysPos source.Pos
 	// RequestPos is where each part of the request is written: "context", "metadata", "user",
 	// and "metadata.<key>" for each key of the metadata.
 	RequestPos map[string]source.Pos
@@ -270,7 +290,7 @@ type ConfigExpectation struct {
 var (
 	testKeys    = []string{"name", "request", "expect"}
 	requestKeys = []string{"context", "metadata", "user"}
-	expectKeys  = []string{"persona", "rule", "personaConfig", "session"}
+	expectKeys  = []string{"persona", "rule", "overlays", "personaConfig", "session"}
 )
 
 func parseTest(path string, n *yaml.Node) (*Test, source.Errors) {
@@ -385,6 +405,22 @@ func (t *Test) parseExpect(path string, n *yaml.Node) source.Errors {
 				continue
 			}
 			t.ExpectRule = &v
+		case "overlays":
+			t.OverlaysPos = source.At(path, p.Value)
+			items, err := source.Sequence(path, p.Value, "expect.overlays (a list of overlay rule names)")
+			if err != nil {
+				errs.Add(err)
+				continue
+			}
+			t.ExpectOverlays = []string{}
+			for _, item := range items {
+				name, err := source.NonEmptyString(path, item, "expect.overlays item")
+				if err != nil {
+					errs.Add(err)
+					continue
+				}
+				t.ExpectOverlays = append(t.ExpectOverlays, name)
+			}
 		case "personaConfig":
 			t.ExpectConfig, errs = expectations(path, p.Value, "expect.personaConfig", catalogue.PersonaConfig.Names(), errs)
 		case "session":

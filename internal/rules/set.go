@@ -22,6 +22,8 @@ type Set struct {
 	byContext map[string][]*Rule
 	// anyContext holds the unrestricted rules, tried for contexts no rule names.
 	anyContext []*Rule
+	// overlays tells whether any rule is an overlay: deciding then goes on past the winner.
+	overlays bool
 }
 
 // NewSet orders the rules of files (given in file-name order) for decisions: higher priority
@@ -43,6 +45,7 @@ func NewSet(files []*File) (*Set, source.Errors) {
 	slices.SortStableFunc(s.rules, func(a, b *Rule) int { return cmp.Compare(b.Priority, a.Priority) })
 	for i, r := range s.rules {
 		r.Order = i
+		s.overlays = s.overlays || r.Overlay
 		if r.contexts == nil {
 			s.anyContext = append(s.anyContext, r)
 			for c := range s.byContext {
@@ -76,6 +79,9 @@ type Step struct {
 type Decision struct {
 	// Rule is the rule that matched, or nil when none did (the default persona then).
 	Rule *Rule
+	// Overlays lists the overlay rules that matched, in the order they apply: lower priority
+	// first, so that a higher priority wins a conflict.
+	Overlays []*Rule
 	// Trace lists every rule tried, in order, when tracing was asked for. Rules the context
 	// index proves cannot match are left out.
 	Trace []Step
@@ -83,7 +89,8 @@ type Decision struct {
 	Failed []Step
 }
 
-// Decide tries the rules that can match context in order and returns the first match.
+// Decide tries the rules that can match context in decision order: the first rule that is
+// not an overlay and matches picks the persona, and every overlay that matches is collected.
 func (s *Set) Decide(ev *expression.Evaluator, context string, trace bool) Decision {
 	candidates, ok := s.byContext[context]
 	if !ok {
@@ -91,6 +98,9 @@ func (s *Set) Decide(ev *expression.Evaluator, context string, trace bool) Decis
 	}
 	var d Decision
 	for _, r := range candidates {
+		if d.Rule != nil && !r.Overlay {
+			continue
+		}
 		matched, err := r.eval(ev)
 		if trace {
 			d.Trace = append(d.Trace, Step{Rule: r, Matched: matched, Err: err})
@@ -98,11 +108,17 @@ func (s *Set) Decide(ev *expression.Evaluator, context string, trace bool) Decis
 		if err != nil {
 			d.Failed = append(d.Failed, Step{Rule: r, Err: err})
 		}
-		if matched {
+		switch {
+		case matched && r.Overlay:
+			d.Overlays = append(d.Overlays, r)
+		case matched:
 			d.Rule = r
-			return d
+			if !s.overlays {
+				return d
+			}
 		}
 	}
+	slices.Reverse(d.Overlays)
 	return d
 }
 

@@ -24,6 +24,7 @@ type requestLog struct {
 	hasContext  bool
 	persona     string
 	rule        string
+	overlays    []string
 	version     string
 	decided     bool
 	anamStatus  int
@@ -91,6 +92,9 @@ func (s *Server) observe() gin.HandlerFunc {
 		}
 		if rl.decided {
 			attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule), slog.String("config_version", rl.version))
+			if len(rl.overlays) > 0 {
+				attrs = append(attrs, slog.Any("overlays", rl.overlays))
+			}
 		}
 		if rl.anamStatus != 0 {
 			attrs = append(attrs, slog.Int("anam_status", rl.anamStatus))

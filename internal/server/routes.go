@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	if s.adminToken != "" {
 		admin := r.Group("/admin", s.requireAdmin())
 		admin.POST("/explain", s.handleAdminExplain())
+		admin.POST("/split", s.handleAdminSplit())
 		admin.POST("/reload", s.handleAdminReload())
 		admin.GET("/config", s.handleAdminConfig())
 	}

@@ -50,6 +50,9 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 			rule = res.Rule.Name
 		}
 		rl.persona, rl.rule, rl.version, rl.decided = res.Persona, rule, snap.Version, true
+		for _, o := range res.Overlays {
+			rl.overlays = append(rl.overlays, o.Name)
+		}
 		for _, f := range res.Failed {
 			s.log.Warn("rule failed at run time; counted as not matched", "request_id", rl.id,
 				"rule", f.Rule.Name, "config_version", snap.Version, "error", f.Err.Error())
