@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runExplain(rest, getenv, stdout, stderr)
 	case "split":
 		return runSplit(ctx, rest, getenv, stdout, stderr)
+	case "diff":
+		return runDiff(ctx, rest, getenv, stdout, stderr)
 	case "schema":
 		return runSchema(rest, stdout, stderr)
 	case "help":
