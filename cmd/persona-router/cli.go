@@ -144,6 +144,7 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 	context := fs.String("context", "", "the request's context")
 	metadata := fs.String("metadata", "{}", "the request's metadata, as a JSON object")
 	user := fs.String("user", "{}", `the signed-in user, as a JSON object (e.g. {"id": "u1"})`)
+	all := fs.Bool("all", false, "also list the rules the context index skipped")
 	if done, err := parseFlags(fs, args, stderr); done {
 		return err
 	}
@@ -157,17 +158,29 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, err)
 		return exitError{err}
 	}
-	snap, err := load(dirs, getenv, *sandbox)
+	if err := signingSecret(&dirs, getenv, *sandbox); err != nil {
+		return reportLoad(err, stderr)
+	}
+	// Failing rule tests do not stop explain: that is when an author needs it most.
+	snap, failing, err := config.LoadForExplain(dirs)
 	if err != nil {
 		return reportLoad(err, stderr)
 	}
-	e := snap.Explain(in)
+	for _, f := range failing {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", f.Pos, f.Msg)
+	}
+	e := snap.Explain(in, *all)
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(e); err != nil {
 		return err
 	}
-	if e.Error != "" {
+	switch {
+	case e.Refused != nil:
+		msg := fmt.Sprintf("the token endpoint would refuse this request: %d %s: %s", e.Refused.Status, e.Refused.Code, e.Refused.Error)
+		fmt.Fprintln(stderr, msg)
+		return exitError{errors.New(msg)}
+	case e.Error != "":
 		fmt.Fprintf(stderr, "persona %q cannot be rendered for this request: %s\n", e.Persona, e.Error)
 		return exitError{errors.New(e.Error)}
 	}

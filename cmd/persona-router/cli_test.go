@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/persona-router/persona-router/internal/expression"
 )
 
 // runCLI runs the program with args and returns its stdout, stderr and exit error.
@@ -271,5 +273,74 @@ func TestUnknownCommandAndFlags(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "check", "-h"); err != nil {
 		t.Errorf("check -h: %v", err)
+	}
+}
+
+// explain tells the truth: it refuses what the token endpoint refuses, runs when rule tests
+// fail (listing them as warnings), and its trace says which condition failed, what bucket()
+// gave and, with --all, which rules the context index skipped.
+func TestExplainTellsTheTruth(t *testing.T) {
+	flags := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona,
+		"rules/a.yaml": `metadata:
+  tier: {type: string, enum: [free, pro]}
+  avatar: {type: string}
+rules:
+  - {name: pro, when: 'context == "customer-support" && metadata.tier == "pro"', persona: default}
+  - {name: rollout, when: 'context == "customer-support" && bucket(user.id + ":v2") < 50', persona: default}
+  - {name: sales, when: 'context == "sales"', persona: default}
+tests:
+  - {name: broken on purpose, request: {context: sales}, expect: {rule: pro}}
+`,
+	})
+	type step struct {
+		Rule, Failed, Skipped string
+		Matched               bool
+		Buckets               map[string]int
+	}
+	var got struct {
+		Rule    *string
+		Hint    string
+		Trace   []step
+		Refused *struct {
+			Status int
+			Code   string
+		}
+	}
+	stdout, stderr, err := runCLI(t, append([]string{"explain", "--all", "--context", "customer-support", "--metadata", `{"tier": "free"}`, "--user", `{"id": "u-7"}`}, flags...)...)
+	if err != nil {
+		t.Fatalf("explain with a failing rule test: %v, want exit 0\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, `a.yaml:9:73: warning: test "broken on purpose" failed: expect.rule: got "sales"`) {
+		t.Errorf("stderr does not list the failing test as a warning:\n%s", stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	b := expression.Bucket("u-7:v2")
+	wantRule := "rollout"
+	if b >= 50 {
+		wantRule = ""
+	}
+	if len(got.Trace) != 3 || got.Trace[0].Failed != `metadata.tier == "pro"` || got.Trace[1].Buckets["u-7:v2"] != b ||
+		got.Trace[2].Rule != "sales" || got.Trace[2].Skipped != "context" {
+		t.Errorf("trace = %+v, want the failed condition of pro, bucket u-7:v2 = %d for rollout, and sales skipped", got.Trace, b)
+	}
+	if (got.Rule == nil) != (wantRule == "") || (got.Rule != nil && *got.Rule != wantRule) {
+		t.Errorf("rule = %v, want %q", got.Rule, wantRule)
+	}
+	stdout, _, _ = runCLI(t, append([]string{"explain", "--context", "Customer-Support"}, flags...)...)
+	got.Hint = ""
+	_ = json.Unmarshal([]byte(stdout), &got)
+	if got.Hint != `did you mean "customer-support"?` {
+		t.Errorf("hint = %q, want did you mean \"customer-support\"?", got.Hint)
+	}
+	stdout, stderr, err = runCLI(t, append([]string{"explain", "--context", "customer-support", "--metadata", `{"tier": "gold"}`}, flags...)...)
+	var refused map[string]any
+	_ = json.Unmarshal([]byte(stdout), &refused)
+	r, ok := refused["refused"].(map[string]any)
+	if err == nil || !ok || r["status"] != 422.0 || r["code"] != "invalid_metadata" || refused["persona"] != nil ||
+		!strings.Contains(stderr, "the token endpoint would refuse this request: 422 invalid_metadata") {
+		t.Errorf("explain of refused metadata: %v\n%s\n%s", err, stdout, stderr)
 	}
 }

@@ -659,6 +659,24 @@ func TestAdminExplain(t *testing.T) {
 	if len(trace) != 3 || a.body["configVersion"] == "" || a.body["personaConfig"] == nil {
 		t.Errorf("explain: %s", a.raw)
 	}
+	// What the token endpoint would refuse, explain says so, with no decision.
+	a = s.post(t, "/admin/explain", []byte(`{"context": "sales team"}`), "Authorization", "Bearer admin-secret-token")
+	refused, ok := a.body["refused"].(map[string]any)
+	if _, decided := a.body["persona"]; a.status != http.StatusOK || !ok || refused["status"] != 400.0 || refused["code"] != "invalid_request" || decided {
+		t.Errorf("explain of a refused request: %d %s", a.status, a.raw)
+	}
+	// With all, the rules the context index skipped are listed.
+	a = s.post(t, "/admin/explain", []byte(`{"context": "training", "all": true}`), "Authorization", "Bearer admin-secret-token")
+	skipped := 0
+	trace, _ = a.body["trace"].([]any)
+	for _, st := range trace {
+		if m, _ := st.(map[string]any); m["skipped"] == "context" {
+			skipped++
+		}
+	}
+	if a.status != http.StatusOK || skipped != 6 {
+		t.Errorf("explain with all: %d skipped rules, want the 6 of other contexts: %s", skipped, a.raw)
+	}
 	if a := s.post(t, "/admin/explain", []byte(`{"user": "u1"}`), "Authorization", "Bearer admin-secret-token"); a.status != 400 || a.body["code"] != "invalid_request" {
 		t.Errorf("bad explain body: %d %s", a.status, a.raw)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/schema"
 )
 
 // Explanation is a routing decision spelled out for people: what `persona-router explain` prints
@@ -26,19 +27,70 @@ type Explanation struct {
 	Trace         []TraceStep     `json:"trace"`
 	// Error says why rendering failed.
 	Error string `json:"error,omitempty"`
+	// Hint says which context a rule is written for that the request's context may have
+	// meant, when no rule is written for its own.
+	Hint string `json:"hint,omitempty"`
+	// Refused is the answer the token endpoint would give instead of a token; there is no
+	// decision then.
+	Refused *Refusal `json:"refused,omitempty"`
 }
 
-// TraceStep is one rule tried.
+// Refusal is a request the token endpoint refuses before deciding.
+type Refusal struct {
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Error  string `json:"error"`
+}
+
+// MarshalJSON writes a refused request's explanation without a decision: only refused and
+// configVersion.
+func (e Explanation) MarshalJSON() ([]byte, error) {
+	type plain Explanation
+	if e.Refused != nil {
+		return json.Marshal(struct {
+			Refused       *Refusal `json:"refused"`
+			ConfigVersion string   `json:"configVersion"`
+		}{e.Refused, e.ConfigVersion})
+	}
+	return json.Marshal(plain(e))
+}
+
+// TraceStep is one rule tried, or with all, skipped.
 type TraceStep struct {
 	Rule    string `json:"rule"`
 	Matched bool   `json:"matched"`
 	Error   string `json:"error,omitempty"`
+	// Failed is the first top-level condition of the rule's `when` that was false.
+	Failed string `json:"failed,omitempty"`
+	// Buckets gives every bucket(key) of the rule's `when`: key → value.
+	Buckets map[string]int `json:"buckets,omitempty"`
+	// Skipped says why a rule was not tried: "context" when the context index left it out.
+	Skipped string `json:"skipped,omitempty"`
 }
 
-// Explain resolves in with a trace and spells out the result.
-func (s *Snapshot) Explain(in expression.Input) Explanation {
+// Refusal returns what the token endpoint would answer instead of deciding in: a context that
+// is not an identifier (400), metadata beyond the bounds or breaking the schema (422); nil
+// when it would decide.
+func (s *Snapshot) Refusal(in expression.Input) *Refusal {
+	if !schema.ValidContext(in.Context) {
+		return &Refusal{Status: 400, Code: "invalid_request", Error: schema.ContextRule}
+	}
+	if err := s.metadata.Validate(in.Metadata); err != nil {
+		return &Refusal{Status: 422, Code: "invalid_metadata", Error: err.Error()}
+	}
+	return nil
+}
+
+// Explain decides in as the token endpoint would, with a trace, and spells out the result:
+// the refusal the endpoint would give, or the decision. With all, the trace also lists the
+// rules the context index skipped.
+func (s *Snapshot) Explain(in expression.Input, all bool) Explanation {
+	if r := s.Refusal(in); r != nil {
+		return Explanation{Refused: r, ConfigVersion: s.Version}
+	}
 	res := s.Resolve(in, true)
 	e := Explanation{
+		Hint:          s.rules.ContextHint(in.Context),
 		Persona:       res.Persona,
 		Reason:        res.Reason(),
 		ConfigVersion: s.Version,
@@ -67,7 +119,17 @@ func (s *Snapshot) Explain(in expression.Input) Explanation {
 		if st.Err != nil {
 			step.Error = st.Err.Error()
 		}
+		why := st.Rule.Why(in)
+		step.Buckets = why.Buckets
+		if !st.Matched && st.Err == nil {
+			step.Failed = why.Failed
+		}
 		e.Trace = append(e.Trace, step)
+	}
+	if all {
+		for _, r := range s.rules.Skipped(in.Context) {
+			e.Trace = append(e.Trace, TraceStep{Rule: r.Name, Skipped: "context"})
+		}
 	}
 	return e
 }

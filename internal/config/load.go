@@ -212,6 +212,30 @@ func version(groups ...[]file) string {
 // (up to source.MaxErrors). When ctx ends it stops between two files or two rule tests and
 // returns ctx's error.
 func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
+	s, failed, err := files.build(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if failed != nil {
+		return nil, failed.Cap()
+	}
+	return s, nil
+}
+
+// LoadForExplain loads like Load, but keeps a configuration whose only problems are failing
+// rule tests: it returns the snapshot and the failures, so that explain can say why a request
+// gets its persona exactly when an author needs it. A configuration that does not load is an
+// error as with Load.
+func LoadForExplain(dirs Dirs) (*Snapshot, source.Errors, error) {
+	files, err := Read(dirs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return files.build(context.Background())
+}
+
+// build is Build, returning failing rule tests apart from the snapshot they were run on.
+func (files *Files) build(ctx context.Context) (*Snapshot, source.Errors, error) {
 	dirs, personaFiles, ruleFiles := files.Dirs, files.personas, files.rules
 	var errs source.Errors
 	// Rules files are parsed first: their metadata sections declare what expressions in
@@ -226,7 +250,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	var expanded source.Size
 	for _, f := range ruleFiles {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(errs) > source.MaxErrors {
 			break
@@ -265,7 +289,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	templates := make(map[string]*persona.Template, len(personaFiles))
 	for _, f := range personaFiles {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(errs) > source.MaxErrors {
 			break
@@ -291,7 +315,7 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	var parsed []*rules.File
 	for _, f := range roots {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(errs) > source.MaxErrors {
 			break
@@ -322,16 +346,16 @@ func (files *Files) Build(ctx context.Context) (*Snapshot, error) {
 	}
 	if len(errs) > 0 {
 		errs.Sort()
-		return nil, errs.Cap()
+		return nil, nil, errs.Cap()
 	}
 	if err := s.runTests(ctx); err != nil {
 		var list source.Errors
 		if errors.As(err, &list) {
-			return nil, list.Cap()
+			return s, list, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return s, nil
+	return s, nil, nil
 }
 
 // metadataKeys is the metadata schema as the expression compiler type-checks against it.

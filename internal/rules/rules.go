@@ -30,7 +30,7 @@ type Rule struct {
 	// Overlay rules pick no persona: every overlay that matches applies its Set over the
 	// persona the winning rule (or the default) chose.
 	Overlay bool
-	Pos source.Pos
+	Pos     source.Pos
 	// PersonaPos is where the persona is named, for errors about it.
 	PersonaPos source.Pos
 	// Order is the rule's place in decision order, from 0.

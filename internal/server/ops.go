@@ -36,7 +36,7 @@ func (s *Server) handleReadyz() gin.HandlerFunc {
 func (s *Server) handleAdminExplain() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var body explainBody
-		if err := decodeBody(c, &body, "context, metadata, user"); err != nil {
+		if err := decodeBody(c, &body, "context, metadata, user, all"); err != nil {
 			abort(c, err)
 			return
 		}
@@ -45,7 +45,7 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 		if snap == nil {
 			return
 		}
-		c.JSON(http.StatusOK, snap.Explain(in))
+		c.JSON(http.StatusOK, snap.Explain(in, body.All))
 	}
 }
 

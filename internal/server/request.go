@@ -28,6 +28,8 @@ type explainBody struct {
 	Context  *string        `json:"context"`
 	Metadata map[string]any `json:"metadata"`
 	User     map[string]any `json:"user"`
+	// All lists the rules the context index skipped too.
+	All bool `json:"all"`
 }
 
 // decodeBody decodes a JSON object body into dst (a pointer to one of the body structs) in one
