@@ -73,6 +73,8 @@ type Compiler struct {
 	// meta declares the metadata keys and their types; nil when no schema declares any, and
 	// metadata is then dynamic.
 	meta map[string]MetadataKey
+	// persona allows reading `persona`: only an overlay rule's placeholders may.
+	persona bool
 	// mac returns an HMAC keyed with the signing secret; nil without one (see sign.go).
 	mac func() hash.Hash
 }
@@ -112,6 +114,9 @@ func (c *Compiler) Compile(src string) (*vm.Program, error) {
 	if err != nil {
 		return nil, hint(err, src)
 	}
+	if err := c.personaRead(src, vars); err != nil {
+		return nil, err
+	}
 	if _, err := c.Type(src); err != nil {
 		return nil, err
 	}
@@ -127,8 +132,38 @@ func (c *Compiler) Compile(src string) (*vm.Program, error) {
 // Check compiles src to validate it, without recording what it reads: its program must not be
 // evaluated with this Compiler's Layout.
 func (c *Compiler) Check(src string) (*vm.Program, error) {
-	p, _, err := compile(src, c.mac != nil)
+	p, vars, err := compile(src, c.mac != nil)
+	if err == nil {
+		err = c.personaRead(src, vars)
+	}
 	return p, hint(err, src)
+}
+
+// AllowPersona lets the expressions compiled until it is called again read `persona`, the
+// persona config rendered so far: an overlay rule's placeholders do.
+func (c *Compiler) AllowPersona(allow bool) { c.persona = allow }
+
+// personaRead refuses a read of `persona` where there is none to read.
+func (c *Compiler) personaRead(src string, vars []variable) error {
+	if c.persona {
+		return nil
+	}
+	for _, v := range vars {
+		if v.from == fromPersona {
+			tree, err := parser.Parse(src)
+			if err != nil {
+				break
+			}
+			var at ast.Node = tree.Node
+			ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
+				if id, ok := (*n).(*ast.IdentifierNode); ok && id.Value == "persona" && at == tree.Node {
+					at = id
+				}
+			}))
+			return (&file.Error{Location: at.Location(), Message: "persona is only known in an overlay rule's placeholders (overlay: true), where it is the persona config rendered so far"}).Bind(tree.Source)
+		}
+	}
+	return nil
 }
 
 // compile compiles src, whose sign() calls need signing to be true (a secret to sign with).

@@ -27,7 +27,7 @@ func hint(err error, src string) error {
 	}
 	msg := fe.Message
 	if m := unknownName.FindStringSubmatch(msg); m != nil {
-		known := append([]string{"context", "metadata", "user", "bucket", "sign"}, builtins...)
+		known := append(append(rootNames[:len(rootNames):len(rootNames)], "bucket", "sign"), builtins...)
 		if h := source.Suggest(m[1], known); h != "" {
 			msg = "unknown name " + m[1] + h + strings.TrimPrefix(msg, m[0])
 		}

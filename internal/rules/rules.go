@@ -177,7 +177,11 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 		case "priority":
 			r.Priority, err = source.Int(path, p.Value, "priority")
 		case "set":
+			// An overlay's placeholders may read persona, the config rendered so far.
+			overlay := slices.ContainsFunc(pairs, func(q source.Field) bool { return q.Key == "overlay" && q.Value.Value == "true" })
+			c.AllowPersona(overlay)
 			set, serrs := persona.ParseSet(path, p.Value, c)
+			c.AllowPersona(false)
 			errs.Add(serrs...)
 			r.Set = set
 		}
