@@ -107,6 +107,7 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 				warnings.Add(e)
 			}
 		}
+		warnings.Add(config.SaltWarnings(snap)...)
 	}
 	if *format == "json" {
 		out := make([]diagnostic, 0, len(errs)+len(warnings))

@@ -344,3 +344,22 @@ tests:
 		t.Errorf("explain of refused metadata: %v\n%s\n%s", err, stdout, stderr)
 	}
 }
+
+// check warns when a rollout is tried after another with a different bucket key, saying by
+// how much it shrinks.
+func TestCheckWarnsOfOverlappingRollouts(t *testing.T) {
+	flags := writeConfig(t, map[string]string{
+		"personas/default.yaml": defaultPersona,
+		"rules/sales.yaml": `rules:
+  - {name: v3, when: 'context == "sales" && bucket(user.id + ":v3") < 30', persona: default, priority: 1}
+  - {name: v2, when: 'context == "sales" && bucket(user.id + ":v2") < 20', persona: default}
+tests:
+  - {name: a, request: {context: sales, user: {id: u-1}}, expect: {persona: default}}
+  - {name: b, request: {context: sales, user: {id: u-3}}, expect: {persona: default}}
+`,
+	})
+	_, stderr, err := runCLI(t, append([]string{"check"}, flags...)...)
+	if err != nil || !strings.Contains(stderr, `sales.yaml:3:5: warning: rule "v2" rolls out by`) || !strings.Contains(stderr, "% of users, not 20%") {
+		t.Errorf("check = %v, want a bucket-overlap warning for v2:\n%s", err, stderr)
+	}
+}
