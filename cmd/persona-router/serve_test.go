@@ -336,7 +336,8 @@ func TestAnonymousSupportHasNoTools(t *testing.T) {
 		t.Fatalf("answer %d %s", a.status, a.raw)
 	}
 	pc = u.requests()[1].body["personaConfig"].(map[string]any)
-	if pc["languageCode"] != "fr" || !strings.HasSuffix(pc["systemPrompt"].(string), "Always answer in French, whatever language the user writes in.") {
+	guest := u.requests()[0].body["personaConfig"].(map[string]any)["systemPrompt"].(string)
+	if pc["languageCode"] != "fr" || pc["systemPrompt"] != guest+" Always answer in French, whatever language the user writes in." {
 		t.Errorf("personaConfig with the French overlay = %v", pc)
 	}
 	if !strings.Contains(s.logs.String(), `"overlays":["french"]`) {

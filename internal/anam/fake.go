@@ -67,23 +67,7 @@ func validateRequest(req map[string]any) string {
 		}
 		return ""
 	}
-	known := make(map[string]any, len(pc))
-	for k, v := range pc {
-		if catalogue.PersonaConfig.Member(k) != nil {
-			known[k] = v
-		}
-	}
-	if problems := catalogue.PersonaConfig.Validate(known, nil); len(problems) > 0 {
-		return "personaConfig." + problems[0].Error()
-	}
-	top := make(map[string]any, 2)
-	for _, k := range []string{"clientLabel", "sessionOptions"} {
-		if v, ok := req[k]; ok {
-			top[k] = v
-		}
-	}
-	sessionFields := &catalogue.Field{Name: "request", Kind: catalogue.Object, Fields: catalogue.Request.Fields[1:]}
-	if problems := sessionFields.Validate(top, nil); len(problems) > 0 {
+	if problems := catalogue.ValidateRequest(req, nil); len(problems) > 0 {
 		return problems[0].Error()
 	}
 	return ""

@@ -481,3 +481,32 @@ func (m valueMembers) Str(name string) (string, bool) {
 	s, ok := m[name].(string)
 	return s, ok
 }
+
+// ValidateRequest checks a whole session-token request as decoded JSON: the fields of
+// personaConfig and the request's own fields (clientLabel, sessionOptions) the catalogue knows.
+// Fields it does not know (extra) are let through. schemaCheck, when not nil, checks tool
+// parameters. Each problem's At is its path from the request.
+func ValidateRequest(req map[string]any, schemaCheck func(any) error) []Problem {
+	pc, ok := req[PersonaConfig.Name].(map[string]any)
+	if !ok {
+		return []Problem{{"", "personaConfig is required"}}
+	}
+	var out []Problem
+	for _, p := range PersonaConfig.Validate(known(PersonaConfig, pc), schemaCheck) {
+		p.At = join(PersonaConfig.Name, p.At)
+		out = append(out, p)
+	}
+	top := &Field{Name: "request", Kind: Object, Fields: Request.Fields[1:]}
+	return append(out, top.Validate(known(top, req), schemaCheck)...)
+}
+
+// known keeps the members of m that f knows.
+func known(f *Field, m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if f.Member(k) != nil {
+			out[k] = v
+		}
+	}
+	return out
+}

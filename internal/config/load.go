@@ -417,5 +417,42 @@ func (s *Snapshot) linkRules() source.Errors {
 		errs.Add(lerrs...)
 		s.routes[r.Order] = route{persona: t.ID, program: prog}
 	}
+	errs.Add(s.checkOverlays()...)
 	return errs
+}
+
+// checkOverlays checks every overlay merged over every route it could apply to (each rule
+// that picks a persona, and the default), so that an overlay that cannot fit one of them
+// fails the load rather than the requests it would change.
+func (s *Snapshot) checkOverlays() source.Errors {
+	var errs source.Errors
+	for _, o := range s.rules.Rules() {
+		if !o.Overlay {
+			continue
+		}
+		if at, ok := o.Set.Field("personaId"); ok {
+			errs.Addf(at, "overlay %q sets personaId: an overlay changes the persona another rule chose, it cannot swap it for a saved one", o.Name)
+			continue
+		}
+		errs.Add(s.personas[persona.DefaultID].CheckOverlay(nil, o.Set, o.Name, o.Pos)...)
+		for _, r := range s.rules.Rules() {
+			if t, ok := s.personas[r.Persona]; ok && !r.Overlay {
+				errs.Add(t.CheckOverlay(r.Set, o.Set, o.Name, o.Pos)...)
+			}
+		}
+	}
+	return dedupe(errs)
+}
+
+// dedupe drops repeated errors: an overlay's problem is found again over each route.
+func dedupe(errs source.Errors) source.Errors {
+	seen := make(map[string]bool, len(errs))
+	out := errs[:0]
+	for _, e := range errs {
+		if key := e.Error(); !seen[key] {
+			seen[key] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -94,6 +94,9 @@ func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
 	if d.Rule != nil {
 		rt = s.routes[d.Rule.Order]
 	}
+	if rt.program.Stateful {
+		d.Overlays = nil // overlays leave a persona saved in Anam Lab as it is
+	}
 	body, err := rt.program.Render(ev)
 	if err == nil && len(d.Overlays) > 0 {
 		body, err = s.overlay(in, body, d.Overlays)
@@ -146,7 +149,9 @@ func (s *Snapshot) overlay(in expression.Input, body *persona.Body, overlays []*
 		}
 		mergeInto(request, fields)
 	}
-	if problems := checkRequest(request); len(problems) > 0 {
+	// Tool parameters were checked when the configuration loaded, overlays over every route
+	// included; what is left to check is how the fields combine.
+	if problems := catalogue.ValidateRequest(request, nil); len(problems) > 0 {
 		names := make([]string, len(overlays))
 		for i, r := range overlays {
 			names[i] = r.Name
@@ -177,23 +182,4 @@ func mergeInto(dst, over map[string]any) {
 			dst[k] = v
 		}
 	}
-}
-
-// checkRequest checks a whole rendered request against the catalogue: personaConfig's known
-// fields, and the session fields.
-func checkRequest(request map[string]any) []catalogue.Problem {
-	pc, _ := request["personaConfig"].(map[string]any)
-	known := make(map[string]any, len(pc))
-	for k, v := range pc {
-		if catalogue.PersonaConfig.Member(k) != nil {
-			known[k] = v
-		}
-	}
-	problems := catalogue.PersonaConfig.Validate(known, catalogue.CheckJSONSchema)
-	for i := range problems {
-		if problems[i].At == "" {
-			problems[i].At = "personaConfig"
-		}
-	}
-	return problems
 }

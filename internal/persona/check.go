@@ -85,7 +85,10 @@ func checkTree(n *node) source.Errors {
 			errs.Add(checkTree(m.node)...)
 		}
 	case n.kind == object && f.Kind == catalogue.Schema:
-		if err := catalogue.CheckJSONSchema(value(n)); err != nil {
+		if !n.schemaChecked {
+			n.schemaChecked, n.schemaErr = true, catalogue.CheckJSONSchema(value(n))
+		}
+		if err := n.schemaErr; err != nil {
 			errs.Addf(schemaPos(n, err), "%s is not a valid JSON Schema: %v", n.path, err)
 		}
 		errs.Add(keywordTypos(n)...)

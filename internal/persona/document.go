@@ -51,6 +51,10 @@ type node struct {
 	text    *Text
 	members []member
 	items   []*node
+	// schemaChecked and schemaErr remember the JSON Schema check of a tool's parameters:
+	// merged documents share their nodes, and each would check it again.
+	schemaChecked bool
+	schemaErr     error
 }
 
 type member struct {
@@ -531,6 +535,9 @@ func prune(n *node) *node {
 		if v := prune(m.node); v != nil {
 			out.members = append(out.members, member{m.key, v})
 		}
+	}
+	if len(out.members) == 0 && len(n.members) > 0 {
+		return nil // every member removed: nothing is left to send
 	}
 	return &out
 }

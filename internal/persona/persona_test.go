@@ -557,6 +557,25 @@ func TestBodyIsReusedOnlyWhenNothingReadsIt(t *testing.T) {
 	}
 }
 
+// A transport may read a request body after the call returned and the owner released it: what
+// it reads must stay the request, however many bodies are rendered meanwhile.
+func TestBodyReadAfterReleaseIsUntouched(t *testing.T) {
+	want := `{"personaConfig":{"name":"first request"}}`
+	b := newBody()
+	b.buf = append(b.buf, want...)
+	r := b.Reader()
+	b.Release()
+	for range 100 {
+		other := newBody()
+		other.buf = append(other.buf[:0], `{"personaConfig":{"name":"another request, written over"}}`...)
+		other.Release()
+	}
+	if data, _ := io.ReadAll(r); string(data) != want {
+		t.Errorf("the transport read %q, want %q", data, want)
+	}
+	r.Close()
+}
+
 // Literal parts are encoded once, at load: a persona with many more literal fields renders
 // with as many allocations as one with the same placeholders and fewer literals (none, into a
 // body's buffer already large enough).

@@ -41,7 +41,10 @@ func (e *RenderError) Unwrap() error { return e.Err }
 // `set`). Literal parts are encoded to JSON once, when it is compiled; rendering evaluates only
 // the placeholders and checks what they give against the catalogue.
 type Program struct {
-	root *op
+	// Stateful tells a program that renders a persona saved in Anam Lab (personaId): overlays
+	// leave it as it is.
+	Stateful bool
+	root     *op
 	// size is a guess at the rendered length, so that a new body's buffer is allocated once.
 	size int
 }
@@ -144,7 +147,7 @@ func compile(doc *node, label string, patch bool) *Program {
 		}
 	}
 	root = root.finish()
-	p := &Program{root: root}
+	p := &Program{root: root, Stateful: stateful(doc)}
 	p.size = root.size()
 	return p
 }

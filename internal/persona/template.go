@@ -3,6 +3,7 @@
 package persona
 
 import (
+	"fmt"
 	"maps"
 	"path/filepath"
 	"regexp"
@@ -150,6 +151,30 @@ func Label(persona, rule string) string {
 // Doc is the document of a rule's `set`: persona fields merged over its persona's.
 type Doc struct {
 	root *node
+}
+
+// Field returns where the document gives a top-level field, and whether it does.
+func (d *Doc) Field(name string) (source.Pos, bool) {
+	if m := d.root.get(name); m != nil {
+		return m.keyPos, true
+	}
+	return source.Pos{}, false
+}
+
+// CheckOverlay checks, when the configuration loads, an overlay rule's set merged over what a
+// route renders — the template with the set of the rule that chose it (nil for none) — as a
+// request would see them together: a field the persona cannot take (it is stateful), a one-of
+// or together group the two break, a required field the overlay removes.
+func (t *Template) CheckOverlay(set, overlay *Doc, name string, pos source.Pos) source.Errors {
+	base := t.merged
+	if set != nil {
+		base = prune(merge(base, set.root))
+	}
+	if stateful(base) {
+		return nil // overlays leave a persona saved in Anam Lab as it is
+	}
+	merged := prune(merge(base, overlay.root))
+	return check(overlay.root, merged, pos, fmt.Sprintf("overlay %q over persona %q", name, t.ID))
 }
 
 // ParseSet reads the `set` mapping of a rule, compiling its placeholders with c.

@@ -17,10 +17,7 @@ import (
 // Text is a string value that may contain `{{ expr }}` placeholders, compiled at load.
 type Text struct {
 	Source string
-	Pos    source.Pos
 	parts  []part
-	// size is a guess at the rendered length, so rendering allocates once.
-	size int
 }
 
 // part is a literal run of text or a placeholder.
@@ -40,7 +37,7 @@ func ParseText(path string, n *yaml.Node, what string, c *expression.Compiler) (
 	if err != nil {
 		return nil, source.Errors{err}
 	}
-	t := &Text{Source: s, Pos: source.At(path, n)}
+	t := &Text{Source: s}
 	var errs source.Errors
 	rest, offset := s, 0
 	for {
@@ -76,26 +73,12 @@ func ParseText(path string, n *yaml.Node, what string, c *expression.Compiler) (
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	for _, p := range t.parts {
-		t.size += len(p.lit)
-		if p.prog != nil {
-			t.size += 40
-		}
-	}
 	return t, nil
 }
 
 // runePos is the file position of byte offset off of the scalar value s.
 func runePos(path string, n *yaml.Node, s string, off int) source.Pos {
 	return source.Offset(path, n, 1, utf8.RuneCountInString(s[:off]))
-}
-
-// Literal returns the text when it has no placeholders.
-func (t *Text) Literal() (string, bool) {
-	if len(t.parts) == 1 && t.parts[0].prog == nil {
-		return t.parts[0].lit, true
-	}
-	return "", false
 }
 
 // Single returns the program of a text that is exactly one placeholder, whose value keeps the

@@ -28,6 +28,12 @@ func (s *Server) routes() {
 		admin.POST("/split", s.handleAdminSplit())
 		admin.POST("/reload", s.handleAdminReload())
 		admin.GET("/config", s.handleAdminConfig())
+		admin.GET("/metadata-schema", s.handleAdminMetadataSchema())
+		// The playground's files hold no data, and a browser navigating to a page cannot send
+		// the token: they are served without it. Every call the page makes sends it.
+		r.GET("/admin/playground", handlePlaygroundFile("text/html; charset=utf-8", playgroundHTML))
+		r.GET("/admin/playground.js", handlePlaygroundFile("text/javascript; charset=utf-8", playgroundJS))
+		r.GET("/admin/playground.css", handlePlaygroundFile("text/css; charset=utf-8", playgroundCSS))
 	}
 
 	r.NoRoute(func(c *gin.Context) {
