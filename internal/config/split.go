@@ -17,7 +17,6 @@ import (
 
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/rules"
-	"github.com/persona-router/persona-router/internal/schema"
 	"github.com/persona-router/persona-router/internal/source"
 )
 
@@ -217,13 +216,11 @@ func (s *Snapshot) Split(ctx context.Context, in SplitInput) (*Split, error) {
 	return sp, nil
 }
 
-// checkInput applies the token endpoint's checks of a request's context and metadata.
+// checkInput applies the token endpoint's checks of a request's context and metadata, as
+// explain does (Refusal).
 func (s *Snapshot) checkInput(context string, metadata map[string]any) *InvalidInput {
-	if !schema.ValidContext(context) {
-		return &InvalidInput{Code: "invalid_request", Err: errors.New(schema.ContextRule)}
-	}
-	if err := s.metadata.Validate(metadata); err != nil {
-		return &InvalidInput{Code: "invalid_metadata", Err: err}
+	if r := s.Refusal(expression.Input{Context: context, Metadata: metadata}); r != nil {
+		return &InvalidInput{Code: r.Code, Err: errors.New(r.Error)}
 	}
 	return nil
 }
