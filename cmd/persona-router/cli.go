@@ -134,7 +134,7 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 		return reportLoad(errs, stderr)
 	}
 	fmt.Fprintf(stdout, "ok: %d personas, %d rules, %d tests passed, %d rules untested (version %s)\n",
-		len(snap.PersonaIDs()), len(snap.Rules()), snap.Tests(), len(warnings), snap.Version)
+		len(snap.PersonaIDs()), len(snap.Rules()), snap.Tests(), len(snap.Uncovered()), snap.Version)
 	return nil
 }
 

@@ -204,7 +204,10 @@ func mismatch(got any, present bool, want any, n *yaml.Node, path string) (strin
 	}
 	if op, arg, ok := rules.Matcher(want); ok {
 		g, isString := got.(string)
-		if !present || !isString || !matchString(op, arg, g) {
+		if !present {
+			g, isString = "", true // a field left out is empty
+		}
+		if !isString || !matchString(op, arg, g) {
 			return path, n, describe(), want, true
 		}
 		return "", nil, "", nil, false

@@ -73,8 +73,9 @@ type Compiler struct {
 	// meta declares the metadata keys and their types; nil when no schema declares any, and
 	// metadata is then dynamic.
 	meta map[string]MetadataKey
-	// persona allows reading `persona`: only an overlay rule's placeholders may.
-	persona bool
+	// persona lists the fields `persona` has, in an overlay rule's placeholders; nil where
+	// `persona` cannot be read.
+	persona []string
 	// mac returns an HMAC keyed with the signing secret; nil without one (see sign.go).
 	mac func() hash.Hash
 }
@@ -140,16 +141,28 @@ func (c *Compiler) Check(src string) (*vm.Program, error) {
 }
 
 // AllowPersona lets the expressions compiled until it is called again read `persona`, the
-// persona config rendered so far: an overlay rule's placeholders do.
-func (c *Compiler) AllowPersona(allow bool) { c.persona = allow }
+// persona config rendered so far, whose fields are fields: an overlay rule's placeholders do.
+// nil forbids it again.
+func (c *Compiler) AllowPersona(fields []string) { c.persona = fields }
 
-// personaRead refuses a read of `persona` where there is none to read.
+// personaRead refuses a read of `persona` where there is none to read, and of a field persona
+// configs do not have (a typo would read nothing, silently).
 func (c *Compiler) personaRead(src string, vars []variable) error {
-	if c.persona {
-		return nil
-	}
 	for _, v := range vars {
-		if v.from == fromPersona {
+		if v.from == fromPersona && c.persona != nil && v.key != "" && !slices.Contains(c.persona, v.key) {
+			tree, err := parser.Parse(src)
+			if err != nil {
+				break
+			}
+			var at ast.Node = tree.Node
+			ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
+				if r, ok := asRead(*n); ok && r.name == v.name && at == tree.Node {
+					at = *n
+				}
+			}))
+			return (&file.Error{Location: at.Location(), Message: fmt.Sprintf("persona.%s is not a persona field%s", v.key, source.Suggest(v.key, c.persona))}).Bind(tree.Source)
+		}
+		if v.from == fromPersona && c.persona == nil {
 			tree, err := parser.Parse(src)
 			if err != nil {
 				break

@@ -179,9 +179,11 @@ func parseRule(path string, n *yaml.Node, c *expression.Compiler) (*Rule, source
 		case "set":
 			// An overlay's placeholders may read persona, the config rendered so far.
 			overlay := slices.ContainsFunc(pairs, func(q source.Field) bool { return q.Key == "overlay" && q.Value.Value == "true" })
-			c.AllowPersona(overlay)
+			if overlay {
+				c.AllowPersona(catalogue.PersonaConfig.Names())
+			}
 			set, serrs := persona.ParseSet(path, p.Value, c)
-			c.AllowPersona(false)
+			c.AllowPersona(nil)
 			errs.Add(serrs...)
 			r.Set = set
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -42,13 +43,12 @@ func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil {
-		// Anything but white space after the object is an error.
-		if err = dec.Decode(&struct{}{}); err == io.EOF {
+		// Anything but white space after the object is an error, whatever it is.
+		var rest json.RawMessage
+		if err = dec.Decode(&rest); err == io.EOF {
 			return nil
 		}
-		if err == nil {
-			return invalidRequest("request body has data after the JSON object")
-		}
+		return invalidRequest("request body has data after the JSON object")
 	}
 	var tooLarge *http.MaxBytesError
 	var typeErr *json.UnmarshalTypeError
@@ -66,6 +66,8 @@ func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 			return invalidRequest("request body must be a JSON object")
 		case field == "context":
 			return invalidRequest("context must be a string")
+		case typeErr.Type != nil && typeErr.Type.Kind() == reflect.Bool:
+			return invalidRequest(fmt.Sprintf("%s must be true or false", field))
 		case strings.Contains(field, "."):
 			return invalidRequest(fmt.Sprintf("%s has a value of the wrong type", field))
 		default:
