@@ -133,8 +133,8 @@ func ruleName(name *string) string {
 // its `when` failed.
 func shareNotes(r config.RuleShare) string {
 	var notes []string
-	for _, b := range r.Buckets {
-		notes = append(notes, fmt.Sprintf("%s → %g%% of those reaching it; got %.1f%% of %d", b.Condition, b.Nominal, r.ShareOfReached, r.Reached))
+	if conditions, nominal, ok := r.Rollout(); ok {
+		notes = append(notes, fmt.Sprintf("%s → %g%% of those reaching it; got %.1f%% of %d", conditions, nominal, r.ShareOfReached, r.Reached))
 	}
 	if r.Failed > 0 {
 		notes = append(notes, fmt.Sprintf("when failed for %d users", r.Failed))

@@ -432,6 +432,21 @@ type rollout struct {
 	progs []*vm.Program
 }
 
+// Rollout is the percentage of users the rule's bucket conditions select together (a range
+// such as bucket(k) >= 50 && bucket(k) < 70 is 20%), with the conditions as written; ok is
+// false for a rule without any.
+func (r RuleShare) Rollout() (conditions string, nominal float64, ok bool) {
+	if len(r.Buckets) == 0 {
+		return "", 0, false
+	}
+	parts := make([]string, len(r.Buckets))
+	for i, b := range r.Buckets {
+		parts[i] = b.Condition
+	}
+	ro := rollout{conds: r.Buckets}
+	return strings.Join(parts, " && "), ro.nominal(), true
+}
+
 // keys lists the rule's bucket keys, sorted, once each.
 func (r *rollout) keys() []string {
 	var keys []string

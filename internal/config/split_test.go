@@ -262,3 +262,31 @@ func TestSaltWarnings(t *testing.T) {
 		t.Errorf("one key, and an overlay: warnings %v, want none", w)
 	}
 }
+
+// A rule's bucket conditions are one rollout: a range selects the values between its bounds.
+func TestRolloutOfABucketRange(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "personas/default.yaml", "name: n\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n")
+	write(t, root, "rules/range.yaml", `rules:
+  - {name: range, when: 'context == "r" && bucket(user.id) >= 50 && bucket(user.id) < 70', persona: default}
+`)
+	snap, err := config.Load(dirsIn(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := snap.Split(context.Background(), config.SplitInput{Context: "r", Users: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sp.Rules {
+		if r.Rule == nil || *r.Rule != "range" {
+			continue
+		}
+		conds, nominal, ok := r.Rollout()
+		if !ok || nominal != 20 || conds != "bucket(user.id) >= 50 && bucket(user.id) < 70" {
+			t.Errorf("rollout = %q %v %v, want the two conditions together at 20%%", conds, nominal, ok)
+		}
+		return
+	}
+	t.Fatalf("no share for rule range in %+v", sp.Rules)
+}
