@@ -196,7 +196,7 @@ func jsonObject(flagName, text string) (map[string]any, error) {
 	dec := json.NewDecoder(strings.NewReader(text))
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%s must be a JSON object, like {\"tier\": \"pro\"}: %s", flagName, jsonProblem(err))
+		return nil, fmt.Errorf("%s must be a JSON object, like {\"key\": \"value\"}: %s", flagName, jsonProblem(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%s must be a single JSON object, found more after it", flagName)

@@ -110,7 +110,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (env TRUSTED_PROXIES)")
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish; those still running then are answered 503 (env SHUTDOWN_GRACE)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET, TOOL_SIGNING_SECRET.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parseFlags(fs, args, stderr); done {

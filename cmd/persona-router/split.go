@@ -50,6 +50,9 @@ func runSplit(ctx context.Context, args []string, getenv func(string) string, st
 	sp, err := snap.Split(ctx, in)
 	if err != nil {
 		var invalid *config.InvalidInput
+		if errors.As(err, &invalid) && strings.HasPrefix(err.Error(), "users must be") {
+			return fail(err)
+		}
 		if errors.As(err, &invalid) {
 			return fail(fmt.Errorf("the token endpoint would refuse this request (%s): %w", invalid.Code, err))
 		}
@@ -134,7 +137,7 @@ func ruleName(name *string) string {
 func shareNotes(r config.RuleShare) string {
 	var notes []string
 	if conditions, nominal, ok := r.Rollout(); ok {
-		notes = append(notes, fmt.Sprintf("%s → %g%% of those reaching it; got %.1f%% of %d", conditions, nominal, r.ShareOfReached, r.Reached))
+		notes = append(notes, fmt.Sprintf("%s admits %g%% of bucket values; got %.1f%% of those reaching it (%d)", conditions, nominal, r.ShareOfReached, r.Reached))
 	}
 	if r.Failed > 0 {
 		notes = append(notes, fmt.Sprintf("when failed for %d users", r.Failed))

@@ -44,7 +44,7 @@ func TestSplitCommand(t *testing.T) {
 	}{
 		{"default users", []string{"--context", "sales", "--users", "2000"}, []string{
 			`2000 users, context "sales", metadata {} (configuration …`,
-			row("v2", "sales", v2, fmt.Sprintf(`bucket(user.id + ":v2") < 20 → 20%% of those reaching it; got %.1f%% of 2000`, float64(v2)/20)),
+			row("v2", "sales", v2, fmt.Sprintf(`bucket(user.id + ":v2") < 20 admits 20%% of bucket values; got %.1f%% of those reaching it (2000)`, float64(v2)/20)),
 			row("sales", "sales", 0, ""),
 			row("(default)", "default", 2000-v2, ""),
 			"no overlay rule applies to this context",
@@ -54,7 +54,7 @@ func TestSplitCommand(t *testing.T) {
 			row("(default)", "default", 0, ""),
 		}},
 		{"user key", []string{"--context", "sales", "--users", "2000", "--user-key", `"cust-" + string(i)`}, []string{
-			row("v2", "sales", cust, fmt.Sprintf(`bucket(user.id + ":v2") < 20 → 20%% of those reaching it; got %.1f%% of 2000`, float64(cust)/20)),
+			row("v2", "sales", cust, fmt.Sprintf(`bucket(user.id + ":v2") < 20 admits 20%% of bucket values; got %.1f%% of those reaching it (2000)`, float64(cust)/20)),
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,7 +116,7 @@ func TestSplitCommandErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--users", "0"}, "the token endpoint would refuse this request (invalid_request): users must be from 1 to 100000, got 0"},
+		{[]string{"--users", "0"}, "users must be from 1 to 100000, got 0"},
 		{[]string{"--context", "a b"}, "(invalid_request): context must be"},
 		{[]string{"--metadata", "[1]"}, "--metadata must be a JSON object"},
 		{[]string{"--user-key", `repeat("x", i)`}, "--user-key: the user key may use only i"},

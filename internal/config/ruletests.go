@@ -176,7 +176,7 @@ func compare(what string, rendered map[string]any, want []rules.ConfigExpectatio
 			problems = append(problems, failure{w.Pos, fmt.Sprintf("%s: the rendered request has no such field, want %s", field, jsonText(w.Value))})
 			continue
 		}
-		if !present && w.Known && zero(w.Value) {
+		if !present && w.Known && zeroDeep(w.Value) {
 			continue // empty optional fields are left out of the request
 		}
 		if path, n, g, wv, differ := mismatch(got, present, w.Value, w.Node, field); differ {
@@ -215,12 +215,15 @@ func mismatch(got any, present bool, want any, n *yaml.Node, path string) (strin
 	switch w := want.(type) {
 	case map[string]any:
 		g, ok := got.(map[string]any)
+		if !present && zeroDeep(w) {
+			return "", nil, "", nil, false // an object left out is an object of empty fields
+		}
 		if !ok || !present {
 			return path, n, describe(), want, true
 		}
 		for i, k := range mappingKeys(n, w) {
 			gv, has := g[k]
-			if !has && zero(w[k]) {
+			if !has && zeroDeep(w[k]) {
 				continue
 			}
 			if p, at, gd, wv, differ := mismatch(gv, has, w[k], child(n, i, k), path+"."+k); differ {
@@ -286,6 +289,19 @@ func child(n *yaml.Node, i int, k string) *yaml.Node {
 		return nil
 	}
 	return n.Content[2*i+1]
+}
+
+// zeroDeep tells whether v is empty all the way down: a zero value, or a mapping of them.
+func zeroDeep(v any) bool {
+	if m, ok := v.(map[string]any); ok {
+		for _, x := range m {
+			if !zeroDeep(x) {
+				return false
+			}
+		}
+		return true
+	}
+	return zero(v)
 }
 
 // zero tells whether v is what an empty optional field compares as: null, "", 0 or false.

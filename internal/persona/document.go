@@ -252,7 +252,9 @@ func (p *parser) placeholders(f *catalogue.Field, n *yaml.Node, out *node) *node
 	if !t.Constant() {
 		if prog, ok := t.Single(); ok {
 			if msg := p.typeMismatch(f, prog.Source().String()); msg != "" {
-				p.errs.Addf(out.pos, "%s %s", out.path, msg)
+				e := source.Errorf(out.pos, "%s %s", out.path, msg)
+				e.Code = source.CodeExpression
+				p.errs.Add(e)
 				return nil
 			}
 		}
@@ -311,6 +313,10 @@ func (p *parser) typeMismatch(f *catalogue.Field, src string) string {
 		ok = t.Kind() == reflect.Bool
 	case catalogue.Integer, catalogue.Number:
 		ok = t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64
+	case catalogue.Object, catalogue.Map, catalogue.Schema:
+		ok = t.Kind() == reflect.Map
+	case catalogue.List:
+		ok = t.Kind() == reflect.Slice || t.Kind() == reflect.Array
 	}
 	if ok {
 		return ""

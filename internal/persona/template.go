@@ -174,7 +174,8 @@ func (t *Template) CheckOverlay(set, overlay *Doc, name string, pos source.Pos) 
 		return nil // overlays leave a persona saved in Anam Lab as it is
 	}
 	merged := prune(merge(base, overlay.root))
-	return check(overlay.root, merged, pos, fmt.Sprintf("overlay %q over persona %q", name, t.ID))
+	// Named by the overlay alone: the same problem over several personas is one error.
+	return check(overlay.root, merged, pos, fmt.Sprintf("overlay %q", name))
 }
 
 // ParseSet reads the `set` mapping of a rule, compiling its placeholders with c.

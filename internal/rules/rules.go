@@ -246,7 +246,7 @@ func (r *Rule) compile(path string, n *yaml.Node, c *expression.Compiler) *sourc
 		t = typed // known from the metadata schema
 	}
 	if t != nil && t.Kind() != reflect.Interface && t != boolType {
-		return source.Errorf(source.At(path, n), "when must be a boolean expression (like context == \"sales\"), but %q is a %s", r.When, t)
+		return coded(source.CodeExpression, source.Errorf(source.At(path, n), "when must be a boolean expression (like context == \"sales\"), but %q is a %s", r.When, t))
 	}
 	if r.contexts, r.program, err = index(r.When, c); err != nil {
 		return expression.ErrorAt(path, n, 0, "when", err)
@@ -477,6 +477,33 @@ func checkMatchers(path string, n *yaml.Node, what string, errs *source.Errors) 
 	}
 }
 
+// nestedTypos reports, in an expectation written for the catalogue field f, keys at any depth
+// that are typos of the field's members: a misspelt key expecting an empty value would
+// otherwise pass, checking nothing.
+func nestedTypos(path string, n *yaml.Node, f *catalogue.Field, what string, errs *source.Errors) {
+	switch {
+	case n.Kind == yaml.SequenceNode && f.Kind == catalogue.List:
+		for i, item := range n.Content {
+			nestedTypos(path, item, f.Items, fmt.Sprintf("%s[%d]", what, i), errs)
+		}
+	case n.Kind == yaml.MappingNode && f.Kind == catalogue.Object:
+		if len(n.Content) == 2 && slices.Contains(matchers, n.Content[0].Value) {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			member := f.Member(key)
+			if member == nil {
+				if hint := source.Suggest(key, f.Names()); hint != "" {
+					errs.Add(coded(source.CodeUnknownField, source.Errorf(source.At(path, n.Content[i]), "unknown field %q in %s%s", key, what, hint)))
+				}
+				continue
+			}
+			nestedTypos(path, n.Content[i+1], member, what+"."+key, errs)
+		}
+	}
+}
+
 // expectations reads the expected fields of a part of the rendered request. known lists the
 // fields that part is known to have: a key close to one of them is taken for a typo of it
 // (did-you-mean); any other key is a field of `extra`.
@@ -487,7 +514,9 @@ func expectations(path string, n *yaml.Node, what string, known []string, errs s
 	for _, f := range fields {
 		if !slices.Contains(known, f.Key) {
 			if hint := source.Suggest(f.Key, known); hint != "" {
-				errs.Addf(source.At(path, f.KeyN), "unknown field %q in %s%s", f.Key, what, hint)
+				e := source.Errorf(source.At(path, f.KeyN), "unknown field %q in %s%s", f.Key, what, hint)
+				e.Code = source.CodeUnknownField
+				errs.Add(e)
 				continue
 			}
 		}
@@ -497,6 +526,11 @@ func expectations(path string, n *yaml.Node, what string, known []string, errs s
 			continue
 		}
 		checkMatchers(path, f.Value, what+"."+f.Key, &errs)
+		if field := catalogue.PersonaConfig.Member(f.Key); field != nil && what == "expect.personaConfig" {
+			nestedTypos(path, f.Value, field, what+"."+f.Key, &errs)
+		} else if field := catalogue.Session.Member(f.Key); field != nil && what == "expect.session" {
+			nestedTypos(path, f.Value, field, what+"."+f.Key, &errs)
+		}
 		v, err := toJSON(raw)
 		if err != nil {
 			errs.Addf(source.At(path, f.Value), "%s.%s %v", what, f.Key, err)
@@ -505,4 +539,9 @@ func expectations(path string, n *yaml.Node, what string, known []string, errs s
 		out = append(out, ConfigExpectation{Field: f.Key, Value: v, Pos: source.At(path, f.Value), Known: slices.Contains(known, f.Key), Node: f.Value})
 	}
 	return out, errs
+}
+
+func coded(code string, e *source.Error) *source.Error {
+	e.Code = code
+	return e
 }

@@ -267,6 +267,9 @@ func (s *Schema) check(md map[string]any, explain bool) error {
 // fieldError checks one top-level key against its declaration.
 func (s *Schema) fieldError(k string, v any, explain bool) error {
 	f, ok := s.fields[k]
+	if ok && v == nil {
+		return nil // null is the key left out, and every declared key is optional
+	}
 	switch {
 	case !ok && !explain:
 		return errInvalid

@@ -64,13 +64,26 @@ func TestValidate(t *testing.T) {
 		`{"seats": "12"}`:            `metadata.seats must be a number, got "12"`,
 		`{"ratio": 1.5}`:             `metadata.ratio must be at most 1, got 1.5`,
 		`{"trial": "yes"}`:           `metadata.trial must be true or false, got "yes"`,
-		`{"trial": null}`:            `metadata.trial must be true or false, got null`,
 		`{"tier": {"a": 1}}`:         `metadata.tier must be a string, got an object`,
 	} {
 		err := s.Validate(jsonMap(t, body))
 		if err == nil || err.Error() != want {
 			t.Errorf("%s: %v\nwant %s", body, err, want)
 		}
+	}
+}
+
+// A declared key given as null is the key left out: every declared key is optional.
+func TestNullIsAbsent(t *testing.T) {
+	s, errs := New(parse(t, declared))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if err := s.Validate(map[string]any{"trial": nil, "tier": nil}); err != nil {
+		t.Errorf("null for declared keys: %v, want accepted", err)
+	}
+	if err := s.Validate(map[string]any{"region": nil}); err == nil {
+		t.Error("null for an undeclared key was accepted")
 	}
 }
 

@@ -85,7 +85,9 @@ func (s *Server) handleAdminReload() gin.HandlerFunc {
 type configRule struct {
 	Name     string `json:"name"`
 	Priority int    `json:"priority"`
-	Persona  string `json:"persona"`
+	// Persona is empty for an overlay, which picks none.
+	Persona string `json:"persona"`
+	Overlay bool   `json:"overlay,omitempty"`
 }
 
 // handleAdminConfig describes the configuration serving and the last reload attempt.
@@ -97,7 +99,7 @@ func (s *Server) handleAdminConfig() gin.HandlerFunc {
 		}
 		rules := make([]configRule, 0, len(snap.Rules()))
 		for _, r := range snap.Rules() {
-			rules = append(rules, configRule{Name: r.Name, Priority: r.Priority, Persona: r.Persona})
+			rules = append(rules, configRule{Name: r.Name, Priority: r.Priority, Persona: r.Persona, Overlay: r.Overlay})
 		}
 		c.JSON(http.StatusOK, gin.H{
 			"version":    snap.Version,
