@@ -7,6 +7,8 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+
+	"github.com/persona-router/persona-router/internal/source"
 )
 
 // The budget of one evaluation, and the bounds of what a request can hold that the estimate
@@ -395,6 +397,8 @@ func (e *estimator) identifier(name string) *bound {
 		return anyValue(ValueDepth, ClaimsBytes)
 	case strings.HasPrefix(name, "user."):
 		return anyValue(ValueDepth-1, ClaimsBytes)
+	case name == "rule":
+		return &bound{bytes: source.MaxStringBytes}
 	case name == "persona":
 		return anyValue(ValueDepth, PersonaBytes)
 	case strings.HasPrefix(name, "persona."):

@@ -53,8 +53,10 @@ type Input struct {
 	// User holds the signed-in user's claims, with "id" for the subject; empty when anonymous.
 	User map[string]any
 	// Persona is the personaConfig rendered so far, for the placeholders of overlay rules
-	// (`{{ persona.systemPrompt }} Answer in French.`); empty elsewhere.
+	// (`{{ persona.systemPrompt }} Answer in French.`) and budgets; empty elsewhere.
 	Persona map[string]any
+	// Rule is the rule that chose the persona ("" for the default), for budgets.
+	Rule string
 	// Now is the request's time, from which the URLs sign() signs expire. Zero means the time
 	// of the request's first sign() call: every URL of one request has the same expiry.
 	Now time.Time
@@ -73,9 +75,11 @@ type Compiler struct {
 	// meta declares the metadata keys and their types; nil when no schema declares any, and
 	// metadata is then dynamic.
 	meta map[string]MetadataKey
-	// persona lists the fields `persona` has, in an overlay rule's placeholders; nil where
-	// `persona` cannot be read.
+	// persona lists the fields `persona` has, in an overlay rule's placeholders and budgets;
+	// nil where `persona` cannot be read.
 	persona []string
+	// rule allows reading `rule`: only budgets may.
+	rule bool
 	// mac returns an HMAC keyed with the signing secret; nil without one (see sign.go).
 	mac func() hash.Hash
 }
@@ -86,9 +90,10 @@ const (
 	fromMetadata
 	fromUser
 	fromPersona
+	fromRule
 )
 
-var rootNames = [...]string{fromContext: "context", fromMetadata: "metadata", fromUser: "user", fromPersona: "persona"}
+var rootNames = [...]string{fromContext: "context", fromMetadata: "metadata", fromUser: "user", fromPersona: "persona", fromRule: "rule"}
 
 // variable is one entry of the environment filled per request: a whole part of the request,
 // or (key != "") one key of metadata or user.
@@ -140,6 +145,23 @@ func (c *Compiler) Check(src string) (*vm.Program, error) {
 	return p, hint(err, src)
 }
 
+// AllowRule lets the expressions compiled until it is called again read `rule`, the rule that
+// chose the persona: budgets do.
+func (c *Compiler) AllowRule(allow bool) { c.rule = allow }
+
+// Reads tells whether a program compiled by a Compiler reads root (persona, rule, metadata…),
+// whole or by member.
+func Reads(p *vm.Program, root string) bool {
+	found := false
+	node := p.Node()
+	ast.Walk(&node, visitFunc(func(n *ast.Node) {
+		if id, ok := (*n).(*ast.IdentifierNode); ok && (id.Value == root || strings.HasPrefix(id.Value, root+".")) {
+			found = true
+		}
+	}))
+	return found
+}
+
 // AllowPersona lets the expressions compiled until it is called again read `persona`, the
 // persona config rendered so far, whose fields are fields: an overlay rule's placeholders do.
 // nil forbids it again.
@@ -161,6 +183,13 @@ func (c *Compiler) personaRead(src string, vars []variable) error {
 				}
 			}))
 			return (&file.Error{Location: at.Location(), Message: fmt.Sprintf("persona.%s is not a persona field%s", v.key, source.Suggest(v.key, c.persona))}).Bind(tree.Source)
+		}
+		if v.from == fromRule && !c.rule {
+			tree, err := parser.Parse(src)
+			if err != nil {
+				break
+			}
+			return (&file.Error{Location: tree.Node.Location(), Message: "rule is only known in a budget's when and key, where it is the rule that chose the persona"}).Bind(tree.Source)
 		}
 		if v.from == fromPersona && c.persona == nil {
 			tree, err := parser.Parse(src)
@@ -330,7 +359,7 @@ func config(vars []variable) *conf.Config { return typedConfig(vars, nil) }
 // for type checking.
 func typedConfig(vars []variable, meta map[string]MetadataKey) *conf.Config {
 	object := types.TypeOf(map[string]any{})
-	env := types.Map{"context": types.String, "metadata": object, "user": object, "persona": object,
+	env := types.Map{"context": types.String, "metadata": object, "user": object, "persona": object, "rule": types.String,
 		meterVar: types.TypeOf(&meter{}), signerVar: types.TypeOf(&signer{})}
 	for _, v := range vars {
 		if v.key != "" {
@@ -455,6 +484,8 @@ func Acquire(in Input, l *Layout) *Evaluator {
 		switch {
 		case v.from == fromContext:
 			e.env[v.name] = in.Context
+		case v.from == fromRule:
+			e.env[v.name] = in.Rule
 		case v.key == "":
 			e.env[v.name] = maps[v.from]
 		default:
