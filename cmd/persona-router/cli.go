@@ -1,6 +1,7 @@
 package main
 
 import (
+	ctx "context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/source"
@@ -171,6 +173,10 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "%s: warning: %s\n", f.Pos, f.Msg)
 	}
 	e := snap.Explain(in, *all)
+	// Nothing is spent yet from the command line: budgets show what a fresh window allows.
+	if err := snap.ExplainBudgets(ctx.Background(), &e, in, budget.NewMemory(), "ip:127.0.0.1"); err != nil {
+		return err
+	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(e); err != nil {

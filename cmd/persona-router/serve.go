@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/identity"
@@ -57,6 +58,9 @@ type serveConfig struct {
 
 	// shutdownGrace is how long in-flight requests may take to finish after SIGTERM.
 	shutdownGrace time.Duration
+	// sessionSeconds is what a session without maxSessionLengthSeconds reserves of a
+	// minutes budget.
+	sessionSeconds int
 }
 
 // envFlags maps each flag to the environment variable that sets it when the flag is absent.
@@ -82,6 +86,7 @@ var envFlags = []struct{ flag, env string }{
 	{"rate-burst", "RATE_BURST"},
 	{"trusted-proxies", "TRUSTED_PROXIES"},
 	{"shutdown-grace", "SHUTDOWN_GRACE"},
+	{"default-session-seconds", "DEFAULT_SESSION_SECONDS"},
 }
 
 // parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
@@ -108,6 +113,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "token requests allowed per user or client address, like 10/min (also /s, /h); empty is no limit (env RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 0, "requests allowed at once; 0 is the limit's count (env RATE_BURST)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (env TRUSTED_PROXIES)")
+	fs.IntVar(&cfg.sessionSeconds, "default-session-seconds", server.DefaultSessionSeconds, "what a session reserves of a minutes budget when its persona sets no maxSessionLengthSeconds (env DEFAULT_SESSION_SECONDS)")
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish; those still running then are answered 503 (env SHUTDOWN_GRACE)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET, TOOL_SIGNING_SECRET.\n\nFlags:")
@@ -142,6 +148,9 @@ func (cfg *serveConfig) validate() error {
 	}
 	if cfg.poll < 0 {
 		return fmt.Errorf("--poll-interval must not be negative, got %s", cfg.poll)
+	}
+	if cfg.sessionSeconds < budget.MinSeconds {
+		return fmt.Errorf("--default-session-seconds must be at least %d, got %d", budget.MinSeconds, cfg.sessionSeconds)
 	}
 	if cfg.shutdownGrace < 0 {
 		return fmt.Errorf("--shutdown-grace must not be negative, got %s", cfg.shutdownGrace)
@@ -322,17 +331,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	srv, err := server.New(server.Options{
-		Logger:         log,
-		Configs:        configs,
-		Reloader:       configs,
-		ReloadTimeout:  cfg.reloadTimeout,
-		Anam:           client,
-		Metrics:        metrics,
-		AdminToken:     cfg.adminToken,
-		CORSOrigins:    cfg.corsOrigins,
-		Identity:       ident,
-		RateLimit:      limiter,
-		TrustedProxies: cfg.trustedProxies,
+		Logger:                log,
+		Configs:               configs,
+		Reloader:              configs,
+		ReloadTimeout:         cfg.reloadTimeout,
+		Anam:                  client,
+		Metrics:               metrics,
+		AdminToken:            cfg.adminToken,
+		CORSOrigins:           cfg.corsOrigins,
+		DefaultSessionSeconds: cfg.sessionSeconds,
+		Identity:              ident,
+		RateLimit:             limiter,
+		TrustedProxies:        cfg.trustedProxies,
 	})
 	if err != nil {
 		return err

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"context"
 	"encoding/json"
+	"time"
 
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/schema"
 )
@@ -33,6 +36,37 @@ type Explanation struct {
 	// Refused is the answer the token endpoint would give instead of a token; there is no
 	// decision then.
 	Refused *Refusal `json:"refused,omitempty"`
+	// Budgets lists the budgets that apply to the request, with what they have left.
+	Budgets []BudgetState `json:"budgets"`
+}
+
+// BudgetState is a budget that applies to a request: whose it is and what it has left (-1
+// where it sets no limit; seconds of its minutes).
+type BudgetState struct {
+	Name      string      `json:"name"`
+	Key       string      `json:"key"`
+	Remaining budget.Left `json:"remaining"`
+}
+
+// ExplainBudgets fills in e's budgets: those that apply to in, with what store says they have
+// left. fallback stands for the user's key when the request has no user id.
+func (s *Snapshot) ExplainBudgets(ctx context.Context, e *Explanation, in expression.Input, store budget.Store, fallback string) error {
+	e.Budgets = []BudgetState{}
+	if e.Refused != nil || len(s.budgets) == 0 {
+		return nil
+	}
+	res := s.Resolve(in, false)
+	defer res.Release()
+	now := time.Now()
+	claims, _ := s.Claims(in, &res, fallback, now)
+	left, err := store.Remaining(ctx, now, claims)
+	if err != nil {
+		return err
+	}
+	for i, c := range claims {
+		e.Budgets = append(e.Budgets, BudgetState{Name: c.Budget.Name, Key: c.Key, Remaining: left[i]})
+	}
+	return nil
 }
 
 // Refusal is a request the token endpoint refuses before deciding.

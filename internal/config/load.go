@@ -19,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
@@ -328,6 +329,11 @@ func (files *Files) build(ctx context.Context) (*Snapshot, source.Errors, error)
 	}
 	set, serrs := rules.NewSet(parsed)
 	errs.Add(source.Coded(source.CodeRule, serrs)...)
+	var budgets []*budget.Budget
+	for _, f := range parsed {
+		budgets = append(budgets, f.Budgets...)
+	}
+	errs.Add(source.Coded(source.CodeRule, budget.Check(budgets))...)
 
 	s := &Snapshot{
 		Version:   files.Version,
@@ -337,6 +343,7 @@ func (files *Files) build(ctx context.Context) (*Snapshot, source.Errors, error)
 		routes:    make([]route, len(set.Rules())),
 		ruleFiles: parsed,
 		metadata:  metadata,
+		budgets:   budgets,
 		layout:    compiler.Layout(),
 	}
 	if personasOK {

@@ -283,7 +283,7 @@ func ruleTest(i int) string {
 func unknownKeys(n int) []string {
 	var errs []string
 	for i := range n {
-		errs = append(errs, fmt.Sprintf(`rules/e%02d.yaml:1:1: unknown field "x%d" in rules file (expected one of: rules, tests, metadata)`, i, i))
+		errs = append(errs, fmt.Sprintf(`rules/e%02d.yaml:1:1: unknown field "x%d" in rules file (expected one of: rules, tests, metadata, budgets)`, i, i))
 	}
 	return errs
 }

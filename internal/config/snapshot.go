@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
@@ -27,6 +28,7 @@ type Snapshot struct {
 	rules     *rules.Set
 	ruleFiles []*rules.File
 	metadata  *schema.Schema
+	budgets   []*budget.Budget
 	// routes holds, by rule order, the persona each rule renders.
 	routes   []route
 	fallback route
@@ -182,4 +184,70 @@ func mergeInto(dst, over map[string]any) {
 			dst[k] = v
 		}
 	}
+}
+
+// Budgets lists the budgets of every rules file.
+func (s *Snapshot) Budgets() []*budget.Budget { return s.budgets }
+
+// Claims returns the budgets that apply to a decided request, with the key each is spent
+// under: fallback (the client address) stands for the user where the request has no user id.
+// Their expressions see the request, rule (the rule that chose the persona, "" for the
+// default) and persona (the rendered persona config). Budgets whose expressions fail are
+// returned in failed, and do not apply.
+func (s *Snapshot) Claims(in expression.Input, res *Result, fallback string, now time.Time) (claims []budget.Claim, failed []error) {
+	if len(s.budgets) == 0 {
+		return nil, nil
+	}
+	if res.Rule != nil {
+		in.Rule = res.Rule.Name
+	}
+	if budget.ReadsPersona(s.budgets) && res.Body != nil {
+		var request struct {
+			PersonaConfig map[string]any `json:"personaConfig"`
+		}
+		_ = json.Unmarshal(res.Request(), &request) // rendered by us
+		in.Persona = request.PersonaConfig
+	}
+	userID, _ := in.User["id"].(string)
+	ev := expression.Acquire(in, s.layout)
+	defer ev.Release()
+	return budget.Claims(s.budgets, ev, userID, fallback, now)
+}
+
+// SessionSeconds is the session length a rendered request asks for: its
+// maxSessionLengthSeconds, or def when it sets none.
+func (r *Result) SessionSeconds(def int) int {
+	var request struct {
+		PersonaConfig struct {
+			Max int `json:"maxSessionLengthSeconds"`
+		} `json:"personaConfig"`
+	}
+	if r.Body == nil || json.Unmarshal(r.Request(), &request) != nil || request.PersonaConfig.Max <= 0 {
+		return def
+	}
+	return request.PersonaConfig.Max
+}
+
+// Clamp lowers the rendered request's maxSessionLengthSeconds to seconds, so that the session
+// ends when the budget does.
+func (r *Result) Clamp(seconds int) error {
+	var request map[string]any
+	if err := json.Unmarshal(r.Request(), &request); err != nil {
+		return err
+	}
+	pc, ok := request["personaConfig"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("the rendered request has no personaConfig")
+	}
+	if _, saved := pc["personaId"]; saved {
+		return nil // a persona saved in Anam Lab takes no other field: its length is Anam's
+	}
+	pc["maxSessionLengthSeconds"] = seconds
+	out, err := json.Marshal(request)
+	if err != nil {
+		return err
+	}
+	r.Body.Release()
+	r.Body = persona.BodyOf(out)
+	return nil
 }

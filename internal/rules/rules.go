@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
@@ -51,10 +52,12 @@ type File struct {
 	Tests []*Test
 	// Metadata declares what request metadata may hold.
 	Metadata []*schema.Field
+	// Budgets limit what sessions the requests this configuration routes may cost.
+	Budgets []*budget.Budget
 }
 
 var (
-	fileKeys = []string{"rules", "tests", "metadata"}
+	fileKeys = []string{"rules", "tests", "metadata", "budgets"}
 	ruleKeys = []string{"name", "when", "persona", "priority", "set", "overlay"}
 )
 
@@ -127,6 +130,12 @@ func ParseTree(path string, root *yaml.Node, c *expression.Compiler) (*File, sou
 			continue // a section with everything commented out
 		}
 		if p.Key == "metadata" {
+			continue
+		}
+		if p.Key == "budgets" {
+			budgets, berrs := budget.Parse(path, p.Value, c)
+			errs.Add(berrs...)
+			f.Budgets = budgets
 			continue
 		}
 		items, err := source.Sequence(path, p.Value, p.Key)

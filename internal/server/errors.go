@@ -38,6 +38,7 @@ const (
 	codeInvalidConfig       = "invalid_config"
 	codeInvalidMetadata     = "invalid_metadata"
 	codeRateLimited         = "rate_limited"
+	codeBudgetExhausted     = "budget_exhausted"
 	codeShuttingDown        = "shutting_down"
 )
 

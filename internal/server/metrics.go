@@ -19,6 +19,11 @@ type Metrics struct {
 	anamDuration prometheus.Histogram
 	rateLimited  prometheus.Counter
 	authFailures *prometheus.CounterVec
+	// budgetRefusals and budgetReservations count, by budget, the requests a budget refused
+	// and the sessions it reserved; storeErrors the calls to the budget store that failed.
+	budgetRefusals     *prometheus.CounterVec
+	budgetReservations *prometheus.CounterVec
+	storeErrors        prometheus.Counter
 }
 
 // NewMetrics registers the service's metrics, with the Go runtime and process collectors, on
@@ -61,6 +66,19 @@ func NewMetrics() *Metrics {
 	for _, r := range identity.Reasons {
 		m.authFailures.WithLabelValues(r)
 	}
+	m.budgetRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "persona_router_budget_refusals_total",
+		Help: "Token requests refused because a budget was used up, by budget.",
+	}, []string{"budget"})
+	m.budgetReservations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "persona_router_budget_reservations_total",
+		Help: "Sessions reserved against a budget, by budget.",
+	}, []string{"budget"})
+	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "persona_router_store_errors_total",
+		Help: "Calls to the budget and rate-limit store that failed or timed out.",
+	})
+	reg.MustRegister(m.budgetRefusals, m.budgetReservations, m.storeErrors)
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.decisions, m.anamRequests, m.anamDuration, m.rateLimited, m.authFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that dashboards and alerts expect exist from the start, at zero.

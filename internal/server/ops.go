@@ -45,7 +45,11 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 		if snap == nil {
 			return
 		}
-		c.JSON(http.StatusOK, snap.Explain(in, body.All))
+		e := snap.Explain(in, body.All)
+		if err := snap.ExplainBudgets(c.Request.Context(), &e, in, s.budgets, "ip:"+c.ClientIP()); err != nil {
+			s.storeError(logOf(c).id, err)
+		}
+		c.JSON(http.StatusOK, e)
 	}
 }
 

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/identity"
 	"github.com/persona-router/persona-router/internal/ratelimit"
@@ -58,6 +60,12 @@ type Options struct {
 	AdminToken string
 	// CORSOrigins are the origins allowed to call the token endpoint from a browser.
 	CORSOrigins []string
+	// Budgets counts what sessions spend of the configuration's budgets; nil is a store in
+	// memory.
+	Budgets budget.Store
+	// DefaultSessionSeconds is what a session reserves of a minutes budget when its persona
+	// sets no maxSessionLengthSeconds (600 when zero).
+	DefaultSessionSeconds int
 }
 
 // Server answers the service's HTTP requests.
@@ -74,7 +82,16 @@ type Server struct {
 	metrics       *Metrics
 	adminToken    string
 	corsOrigins   []string
+	budgets       budget.Store
+	// sessionSeconds is what a session without maxSessionLengthSeconds reserves.
+	sessionSeconds int
+	// storeWarned limits the log's store warnings to one a second.
+	storeWarned atomic.Int64
 }
+
+// DefaultSessionSeconds is what a session reserves of a minutes budget when its persona sets
+// no maxSessionLengthSeconds.
+const DefaultSessionSeconds = 600
 
 func init() {
 	// Release mode: no debug lines at start-up, whoever builds a Server.
@@ -84,17 +101,22 @@ func init() {
 // New builds a Server. It fails only on an invalid trusted-proxy CIDR.
 func New(opts Options) (*Server, error) {
 	s := &Server{
-		engine:        gin.New(),
-		log:           opts.Logger,
-		configs:       opts.Configs,
-		reloader:      opts.Reloader,
-		reloadTimeout: cmp.Or(opts.ReloadTimeout, reload.DefaultTimeout),
-		identity:      opts.Identity,
-		limiter:       opts.RateLimit,
-		anam:          opts.Anam,
-		metrics:       opts.Metrics,
-		adminToken:    opts.AdminToken,
-		corsOrigins:   opts.CORSOrigins,
+		engine:         gin.New(),
+		log:            opts.Logger,
+		configs:        opts.Configs,
+		reloader:       opts.Reloader,
+		reloadTimeout:  cmp.Or(opts.ReloadTimeout, reload.DefaultTimeout),
+		identity:       opts.Identity,
+		limiter:        opts.RateLimit,
+		anam:           opts.Anam,
+		metrics:        opts.Metrics,
+		adminToken:     opts.AdminToken,
+		corsOrigins:    opts.CORSOrigins,
+		budgets:        opts.Budgets,
+		sessionSeconds: cmp.Or(opts.DefaultSessionSeconds, DefaultSessionSeconds),
+	}
+	if s.budgets == nil {
+		s.budgets = budget.NewMemory()
 	}
 	s.engine.HandleMethodNotAllowed = true
 	s.engine.ContextWithFallback = true

@@ -11,6 +11,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/budget"
+	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/schema"
 )
@@ -66,9 +68,20 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		}
 		s.metrics.decisions.WithLabelValues(res.Persona, rule).Inc()
 
+		reservation, ok := s.reserve(c, snap, in, &res)
+		if !ok {
+			res.Release()
+			return
+		}
 		start := time.Now()
 		token, err := s.anam.CreateSessionToken(c.Request.Context(), res.Body)
 		res.Release()
+		if err != nil && reservation != nil {
+			// The session never started: give its budget back.
+			if rerr := s.budgets.Release(context.WithoutCancel(c.Request.Context()), *reservation); rerr != nil {
+				s.storeError(rl.id, rerr)
+			}
+		}
 		s.metrics.anamDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
 			abort(c, s.upstreamError(c, err))
@@ -135,5 +148,53 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 	default:
 		s.log.Error("Anam is unavailable", attrs...)
 		return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable, message: "Anam is unavailable"}
+	}
+}
+
+// reserve spends the budgets that apply to a decided request, lowering the session's length to
+// what a minutes budget has left. It answers the request itself (429 budget_exhausted, or 503
+// when the store fails) and returns false when the request must stop; the reservation is nil
+// when no budget applies or the store failed and requests go ahead.
+func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.Input, res *config.Result) (*budget.Reservation, bool) {
+	rl := logOf(c)
+	now := time.Now()
+	claims, failed := snap.Claims(in, res, "ip:"+c.ClientIP(), now)
+	for _, err := range failed {
+		s.log.Warn("budget failed at run time; it does not apply to this request", "request_id", rl.id,
+			"config_version", snap.Version, "error", err.Error())
+	}
+	if len(claims) == 0 {
+		return nil, true
+	}
+	seconds := res.SessionSeconds(s.sessionSeconds)
+	r, err := s.budgets.Reserve(c.Request.Context(), now, claims, seconds)
+	var refusal *budget.Refusal
+	switch {
+	case errors.As(err, &refusal):
+		s.metrics.budgetRefusals.WithLabelValues(refusal.Budget).Inc()
+		c.Header("Retry-After", strconv.Itoa(refusal.RetryAfterSeconds()))
+		abort(c, &apiError{status: http.StatusTooManyRequests, code: codeBudgetExhausted, message: refusal.Error()})
+		return nil, false
+	case err != nil:
+		s.storeError(rl.id, err)
+		return nil, true
+	}
+	for _, cl := range claims {
+		s.metrics.budgetReservations.WithLabelValues(cl.Budget.Name).Inc()
+	}
+	if r.Seconds < seconds {
+		if err := res.Clamp(r.Seconds); err != nil {
+			s.log.Error("lowering the session's length to its budget failed", "request_id", rl.id, "error", err.Error())
+		}
+	}
+	return &r, true
+}
+
+// storeError counts a failed store call and logs it, at most once a second.
+func (s *Server) storeError(requestID string, err error) {
+	s.metrics.storeErrors.Inc()
+	now := time.Now().Unix()
+	if last := s.storeWarned.Load(); last != now && s.storeWarned.CompareAndSwap(last, now) {
+		s.log.Warn("budget store unavailable: the request goes ahead unbudgeted", "request_id", requestID, "error", err.Error())
 	}
 }
