@@ -6,6 +6,7 @@ package budget
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -238,7 +239,7 @@ func Claims(all []*Budget, ev *expression.Evaluator, userID, fallback string, no
 
 // id is a claim's counter in a store: the budget, the key and the window it counts in.
 func (c Claim) id() string {
-	return c.Budget.Name + "\x00" + c.Key + "\x00" + c.Start.Format(time.RFC3339)
+	return c.Budget.Name + "\x00" + c.Key + "\x00" + strconv.FormatInt(c.Start.Unix(), 10)
 }
 
 // openID is the claim's open sessions, counted across windows.

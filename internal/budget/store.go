@@ -77,8 +77,8 @@ type Memory struct {
 	used map[string]*usage
 	// open holds, per budget and key, when each open session's reserved time ends.
 	open map[string][]time.Time
-	// ops counts reservations, to sweep expired entries now and then.
-	ops int
+	// swept is when expired entries were last dropped.
+	swept time.Time
 }
 
 type usage struct {
@@ -189,12 +189,14 @@ func (m *Memory) Remaining(_ context.Context, now time.Time, claims []Claim) ([]
 	return out, nil
 }
 
-// sweep drops counters whose window has ended and open sessions whose time is up, every 1,024
-// reservations, so memory follows the active keys.
+// sweep drops counters whose window has ended and open sessions whose time is up, at most
+// every ten seconds, so memory follows the active keys without a request paying for a walk of
+// them all.
 func (m *Memory) sweep(now time.Time) {
-	if m.ops++; m.ops%1024 != 0 {
+	if now.Sub(m.swept) < 10*time.Second {
 		return
 	}
+	m.swept = now
 	for id, u := range m.used {
 		if !now.Before(u.reset) {
 			delete(m.used, id)

@@ -1,13 +1,17 @@
 package config_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
@@ -242,6 +246,58 @@ func BenchmarkPersonaDocument(b *testing.B) {
 				}
 				sink = res.Request()
 				res.Release()
+			}
+		})
+	}
+}
+
+// BenchmarkBudgets measures what two budgets add to a token request with the in-memory store:
+// working out the claims (their when and key) and reserving them in one step, for a new user
+// each time (as many keys as requests, the store's worst case) and for one user. Each
+// reservation is given back at once, as if every session ended: otherwise the account's open
+// sessions would pile up past any real concurrency cap.
+func BenchmarkBudgets(b *testing.B) {
+	root := b.TempDir()
+	for name, text := range map[string]string{
+		"personas/default.yaml": flatPersona,
+		"rules/budgets.yaml": `budgets:
+  - {name: free-daily, when: 'user.plan == "free"', window: day, sessions: 1000000000, minutes: 1000000000}
+  - {name: account, key: '"global"', concurrent: 1000000000}
+`,
+	} {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	snap, err := config.Load(config.Dirs{Rules: filepath.Join(root, "rules"), Personas: filepath.Join(root, "personas")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, users := range []string{"one user", "a new user each time"} {
+		b.Run(users, func(b *testing.B) {
+			store := budget.NewMemory()
+			in := expression.Input{User: map[string]any{"id": "u-1", "plan": "free"}}
+			res := snap.Resolve(in, false)
+			defer res.Release()
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if users != "one user" {
+					i++
+					in.User = map[string]any{"id": "u-" + strconv.Itoa(i), "plan": "free"}
+				}
+				now := time.Now()
+				claims, _ := snap.Claims(in, &res, "ip:127.0.0.1", now)
+				r, err := store.Reserve(ctx, now, claims, 600)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = store.Release(ctx, r)
 			}
 		})
 	}

@@ -336,15 +336,16 @@ func (files *Files) build(ctx context.Context) (*Snapshot, source.Errors, error)
 	errs.Add(source.Coded(source.CodeRule, budget.Check(budgets))...)
 
 	s := &Snapshot{
-		Version:   files.Version,
-		LoadedAt:  time.Now(),
-		personas:  templates,
-		rules:     set,
-		routes:    make([]route, len(set.Rules())),
-		ruleFiles: parsed,
-		metadata:  metadata,
-		budgets:   budgets,
-		layout:    compiler.Layout(),
+		Version:            files.Version,
+		LoadedAt:           time.Now(),
+		personas:           templates,
+		rules:              set,
+		routes:             make([]route, len(set.Rules())),
+		ruleFiles:          parsed,
+		metadata:           metadata,
+		budgets:            budgets,
+		budgetsReadPersona: budget.ReadsPersona(budgets),
+		layout:             compiler.Layout(),
 	}
 	if personasOK {
 		def := templates[persona.DefaultID]

@@ -29,6 +29,8 @@ type Snapshot struct {
 	ruleFiles []*rules.File
 	metadata  *schema.Schema
 	budgets   []*budget.Budget
+	// budgetsReadPersona tells whether a budget reads persona, decoded then per request.
+	budgetsReadPersona bool
 	// routes holds, by rule order, the persona each rule renders.
 	routes   []route
 	fallback route
@@ -201,7 +203,7 @@ func (s *Snapshot) Claims(in expression.Input, res *Result, fallback string, now
 	if res.Rule != nil {
 		in.Rule = res.Rule.Name
 	}
-	if budget.ReadsPersona(s.budgets) && res.Body != nil {
+	if s.budgetsReadPersona && res.Body != nil {
 		var request struct {
 			PersonaConfig map[string]any `json:"personaConfig"`
 		}
