@@ -42,7 +42,9 @@ type backend struct {
 }
 
 // backends are Memory and Redis, on one redis-server for the calling test; each open gets its
-// own key prefix, so the scenarios do not see each other's counts.
+// own key prefix, so the scenarios do not see each other's counts. The Redis deadline is long:
+// the scenarios are about counting, and goroutines dialling dozens of connections at once
+// under the race detector can take longer than 50 ms.
 func backends(t testing.TB) []backend {
 	srv := redistest.Start(t)
 	var seq atomic.Int64
@@ -55,7 +57,9 @@ func backends(t testing.TB) []backend {
 			prefix := fmt.Sprintf("test%d:", seq.Add(1))
 			stores := make([]budget.Store, n)
 			for i := range stores {
-				stores[i] = budget.NewRedis(dial(t, srv.URL(), ""), prefix)
+				r := budget.NewRedis(dial(t, srv.URL(), ""), prefix)
+				r.Timeout = 5 * time.Second
+				stores[i] = r
 			}
 			return stores
 		}},

@@ -27,6 +27,8 @@ func dial(t *testing.T, srv *redistest.Server) *redis.Client {
 }
 
 // replicas returns n limits sharing srv, as n replicas of the server would, on the clock now.
+// Their deadline is long: these tests are about counting, and a burst of goroutines dialling
+// dozens of connections at once under the race detector can take longer than 50 ms.
 func replicas(t *testing.T, srv *redistest.Server, n int, spec Spec, burst int, now func() time.Time) []*Redis {
 	t.Helper()
 	out := make([]*Redis, n)
@@ -35,7 +37,7 @@ func replicas(t *testing.T, srv *redistest.Server, n int, spec Spec, burst int, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.now = now
+		r.now, r.Timeout = now, 5*time.Second
 		out[i] = r
 	}
 	return out
@@ -172,6 +174,7 @@ func TestRedisSharedByReplicas(t *testing.T) {
 func TestRedisUnreachable(t *testing.T) {
 	srv := redistest.Start(t)
 	l := replicas(t, srv, 1, Spec{10, time.Minute}, 0, time.Now)[0]
+	l.Timeout = DefaultTimeout
 	take(t, l, "user:a")
 	srv.Stop()
 	start := time.Now()
