@@ -182,7 +182,9 @@ func (m *Memory) Remaining(_ context.Context, now time.Time, claims []Claim) ([]
 			l.Seconds = max(b.Minutes*60-u.seconds, 0)
 		}
 		if b.Concurrent > 0 {
-			l.Concurrent = max(b.Concurrent-len(live(m.open[c.openID()], now)), 0)
+			open := live(m.open[c.openID()], now) // filters in place: store what is left
+			m.open[c.openID()] = open
+			l.Concurrent = max(b.Concurrent-len(open), 0)
 		}
 		out[i] = l
 	}
