@@ -14,8 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/budget"
@@ -61,6 +64,9 @@ type serveConfig struct {
 	// sessionSeconds is what a session without maxSessionLengthSeconds reserves of a
 	// minutes budget.
 	sessionSeconds int
+	// redisURL, when set, shares budgets and the rate limit through Redis; redisPrefix
+	// namespaces its keys; onStoreError is allow or deny.
+	redisURL, redisPassword, redisPrefix, onStoreError string
 }
 
 // envFlags maps each flag to the environment variable that sets it when the flag is absent.
@@ -87,6 +93,9 @@ var envFlags = []struct{ flag, env string }{
 	{"trusted-proxies", "TRUSTED_PROXIES"},
 	{"shutdown-grace", "SHUTDOWN_GRACE"},
 	{"default-session-seconds", "DEFAULT_SESSION_SECONDS"},
+	{"redis-url", "REDIS_URL"},
+	{"redis-prefix", "REDIS_PREFIX"},
+	{"on-store-error", "ON_STORE_ERROR"},
 }
 
 // parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
@@ -113,6 +122,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "token requests allowed per user or client address, like 10/min (also /s, /h); empty is no limit (env RATE_LIMIT)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 0, "requests allowed at once; 0 is the limit's count (env RATE_BURST)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (env TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.redisURL, "redis-url", "", "share budgets and the rate limit with every replica through this Redis: redis:// or rediss:// (env REDIS_URL; password from the URL or REDIS_PASSWORD)")
+	fs.StringVar(&cfg.redisPrefix, "redis-prefix", budget.DefaultPrefix, "prefix of every Redis key (env REDIS_PREFIX)")
+	fs.StringVar(&cfg.onStoreError, "on-store-error", "allow", "when Redis cannot answer in time: allow (the request goes ahead, a warning is logged) or deny (503 store_unavailable) (env ON_STORE_ERROR)")
 	fs.IntVar(&cfg.sessionSeconds, "default-session-seconds", server.DefaultSessionSeconds, "what a session reserves of a minutes budget when its persona sets no maxSessionLengthSeconds (env DEFAULT_SESSION_SECONDS)")
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish; those still running then are answered 503 (env SHUTDOWN_GRACE)")
 	fs.Usage = func() {
@@ -136,6 +148,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	cfg.apiKey = getenv("ANAM_API_KEY")
 	cfg.adminToken = getenv("ADMIN_TOKEN")
 	cfg.jwt.Secret = []byte(getenv("JWT_SECRET"))
+	cfg.redisPassword = getenv("REDIS_PASSWORD")
 	if err := signingSecret(&cfg.dirs, getenv, cfg.sandbox); err != nil {
 		return cfg, false, err
 	}
@@ -148,6 +161,12 @@ func (cfg *serveConfig) validate() error {
 	}
 	if cfg.poll < 0 {
 		return fmt.Errorf("--poll-interval must not be negative, got %s", cfg.poll)
+	}
+	if cfg.onStoreError != "allow" && cfg.onStoreError != "deny" {
+		return fmt.Errorf("--on-store-error must be allow or deny, got %q", cfg.onStoreError)
+	}
+	if cfg.redisURL != "" && !strings.HasPrefix(cfg.redisURL, "redis://") && !strings.HasPrefix(cfg.redisURL, "rediss://") {
+		return errors.New("--redis-url must be a redis:// or rediss:// URL")
 	}
 	if cfg.sessionSeconds < budget.MinSeconds {
 		return fmt.Errorf("--default-session-seconds must be at least %d, got %d", budget.MinSeconds, cfg.sessionSeconds)
@@ -203,6 +222,19 @@ func (cfg *serveConfig) validate() error {
 		return errors.New("ANAM_API_KEY is not set: set it to your Anam API key, or run with --sandbox to use a fake Anam")
 	}
 	return nil
+}
+
+// quietRedisLog passes go-redis's own messages (a failed dial, printed on every attempt while
+// Redis is down) to the service's log, at most one a second.
+type quietRedisLog struct{ log *slog.Logger }
+
+var redisLogged atomic.Int64
+
+func (q quietRedisLog) Printf(_ context.Context, format string, v ...any) {
+	now := time.Now().Unix()
+	if last := redisLogged.Load(); last != now && redisLogged.CompareAndSwap(last, now) {
+		q.log.Warn("redis: " + fmt.Sprintf(format, v...))
+	}
 }
 
 // devSigningSecret is what sign() signs with under --sandbox when TOOL_SIGNING_SECRET is not
@@ -323,12 +355,31 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	var limiter *ratelimit.Limiter
-	if cfg.rateLimit != "" {
-		spec, _ := ratelimit.ParseSpec(cfg.rateLimit)
-		if limiter, err = ratelimit.New(spec, cfg.rateBurst, ratelimit.DefaultMaxKeys); err != nil {
+	var limiter ratelimit.Limit
+	var store budget.Store
+	storeState := "memory"
+	if cfg.redisURL != "" {
+		rdb, err := budget.DialRedis(cfg.redisURL, cfg.redisPassword)
+		if err != nil {
 			return err
 		}
+		defer rdb.Close()
+		redis.SetLogger(quietRedisLog{log})
+		store = budget.NewRedis(rdb, cfg.redisPrefix)
+		storeState = "redis"
+		if cfg.rateLimit != "" {
+			spec, _ := ratelimit.ParseSpec(cfg.rateLimit)
+			if limiter, err = ratelimit.NewRedis(rdb, cfg.redisPrefix, spec, cfg.rateBurst); err != nil {
+				return err
+			}
+		}
+	} else if cfg.rateLimit != "" {
+		spec, _ := ratelimit.ParseSpec(cfg.rateLimit)
+		l, err := ratelimit.New(spec, cfg.rateBurst, ratelimit.DefaultMaxKeys)
+		if err != nil {
+			return err
+		}
+		limiter = l
 	}
 	srv, err := server.New(server.Options{
 		Logger:                log,
@@ -340,6 +391,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		AdminToken:            cfg.adminToken,
 		CORSOrigins:           cfg.corsOrigins,
 		DefaultSessionSeconds: cfg.sessionSeconds,
+		Budgets:               store,
+		StoreState:            storeState,
+		DenyOnStoreError:      cfg.onStoreError == "deny",
 		Identity:              ident,
 		RateLimit:             limiter,
 		TrustedProxies:        cfg.trustedProxies,

@@ -39,6 +39,7 @@ const (
 	codeInvalidMetadata     = "invalid_metadata"
 	codeRateLimited         = "rate_limited"
 	codeBudgetExhausted     = "budget_exhausted"
+	codeStoreUnavailable    = "store_unavailable"
 	codeShuttingDown        = "shutting_down"
 )
 

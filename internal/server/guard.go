@@ -43,7 +43,14 @@ func (s *Server) rateLimit() gin.HandlerFunc {
 				key = "user:" + id
 			}
 		}
-		if ok, wait := s.limiter.Allow(key); !ok {
+		ok, wait, err := s.limiter.Take(c.Request.Context(), key)
+		if err != nil {
+			if s.storeError(c, err) {
+				c.Next()
+			}
+			return
+		}
+		if !ok {
 			s.metrics.rateLimited.Inc()
 			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 			abort(c, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many session requests; retry later"})

@@ -47,7 +47,7 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 		}
 		e := snap.Explain(in, body.All)
 		if err := snap.ExplainBudgets(c.Request.Context(), &e, in, s.budgets, "ip:"+c.ClientIP()); err != nil {
-			s.storeError(logOf(c).id, err)
+			s.storeFailed(logOf(c).id, err)
 		}
 		c.JSON(http.StatusOK, e)
 	}
@@ -110,6 +110,7 @@ func (s *Server) handleAdminConfig() gin.HandlerFunc {
 			"loadedAt":   snap.LoadedAt,
 			"personas":   snap.PersonaIDs(),
 			"rules":      rules,
+			"store":      gin.H{"kind": s.storeState, "failing": s.storeFailing.Load()},
 			"lastReload": s.reloader.LastReload(),
 		})
 	}

@@ -52,8 +52,9 @@ type Options struct {
 	Metrics       *Metrics
 	// Identity tells who is asking for a token; nil is anonymous.
 	Identity identity.Identifier
-	// RateLimit limits token requests per user (or client address); nil is no limit.
-	RateLimit *ratelimit.Limiter
+	// RateLimit limits token requests per user (or client address), in this process or
+	// shared through Redis; nil is no limit.
+	RateLimit ratelimit.Limit
 	// TrustedProxies are the CIDRs whose X-Forwarded-For gives the client's address.
 	TrustedProxies []string
 	// AdminToken enables the admin API when not empty.
@@ -66,6 +67,11 @@ type Options struct {
 	// DefaultSessionSeconds is what a session reserves of a minutes budget when its persona
 	// sets no maxSessionLengthSeconds (600 when zero).
 	DefaultSessionSeconds int
+	// StoreState names the store of budgets and limits for /admin/config: "memory" or "redis".
+	StoreState string
+	// DenyOnStoreError answers 503 store_unavailable when the store cannot answer in time;
+	// otherwise the request goes ahead unbudgeted and unlimited, and a warning is logged.
+	DenyOnStoreError bool
 }
 
 // Server answers the service's HTTP requests.
@@ -77,12 +83,16 @@ type Server struct {
 	// reloadTimeout is the reloader's deadline, which bounds the admin API's wait for it.
 	reloadTimeout time.Duration
 	identity      identity.Identifier
-	limiter       *ratelimit.Limiter
+	limiter       ratelimit.Limit
 	anam          Minter
 	metrics       *Metrics
 	adminToken    string
 	corsOrigins   []string
 	budgets       budget.Store
+	storeState    string
+	denyOnStore   bool
+	// storeFailing tells /admin/config whether the last call to the store failed.
+	storeFailing atomic.Bool
 	// sessionSeconds is what a session without maxSessionLengthSeconds reserves.
 	sessionSeconds int
 	// storeWarned limits the log's store warnings to one a second.
@@ -113,6 +123,8 @@ func New(opts Options) (*Server, error) {
 		adminToken:     opts.AdminToken,
 		corsOrigins:    opts.CORSOrigins,
 		budgets:        opts.Budgets,
+		storeState:     cmp.Or(opts.StoreState, "memory"),
+		denyOnStore:    opts.DenyOnStoreError,
 		sessionSeconds: cmp.Or(opts.DefaultSessionSeconds, DefaultSessionSeconds),
 	}
 	if s.budgets == nil {

@@ -79,7 +79,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		if err != nil && reservation != nil {
 			// The session never started: give its budget back.
 			if rerr := s.budgets.Release(context.WithoutCancel(c.Request.Context()), *reservation); rerr != nil {
-				s.storeError(rl.id, rerr)
+				s.storeFailed(rl.id, rerr)
 			}
 		}
 		s.metrics.anamDuration.Observe(time.Since(start).Seconds())
@@ -176,9 +176,9 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 		abort(c, &apiError{status: http.StatusTooManyRequests, code: codeBudgetExhausted, message: refusal.Error()})
 		return nil, false
 	case err != nil:
-		s.storeError(rl.id, err)
-		return nil, true
+		return nil, s.storeError(c, err)
 	}
+	s.storeFailing.Store(false)
 	for _, cl := range claims {
 		s.metrics.budgetReservations.WithLabelValues(cl.Budget.Name).Inc()
 	}
@@ -190,11 +190,29 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 	return &r, true
 }
 
-// storeError counts a failed store call and logs it, at most once a second.
-func (s *Server) storeError(requestID string, err error) {
+// storeError handles a store that could not answer a request's budgets or rate limit, as
+// --on-store-error says: it answers 503 store_unavailable and returns false (deny), or lets the
+// request go ahead and returns true (allow). Either way the failure is counted and logged, at
+// most once a second.
+func (s *Server) storeError(c *gin.Context, err error) bool {
+	s.storeFailed(logOf(c).id, err)
+	if s.denyOnStore {
+		abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeStoreUnavailable, message: "budgets and limits cannot be checked right now; retry"})
+		return false
+	}
+	return true
+}
+
+// storeFailed counts and logs a failed store call, at most one line a second.
+func (s *Server) storeFailed(requestID string, err error) {
 	s.metrics.storeErrors.Inc()
+	s.storeFailing.Store(true)
 	now := time.Now().Unix()
 	if last := s.storeWarned.Load(); last != now && s.storeWarned.CompareAndSwap(last, now) {
-		s.log.Warn("budget store unavailable: the request goes ahead unbudgeted", "request_id", requestID, "error", err.Error())
+		what := "the request goes ahead unbudgeted and unlimited (--on-store-error allow)"
+		if s.denyOnStore {
+			what = "the request is refused (--on-store-error deny)"
+		}
+		s.log.Warn("budget and limit store unavailable: "+what, "request_id", requestID, "error", err.Error())
 	}
 }
