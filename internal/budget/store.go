@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -75,7 +76,8 @@ type Memory struct {
 	mu sync.Mutex
 	// used holds sessions and seconds spent per claim id (budget, key, window).
 	used map[string]*usage
-	// open holds, per budget and key, when each open session's reserved time ends.
+	// open holds, per budget and key, when each open session's reserved time ends, in order,
+	// so that the ended ones are a prefix to drop.
 	open map[string][]time.Time
 	// swept is when expired entries were last dropped.
 	swept time.Time
@@ -136,7 +138,9 @@ func (m *Memory) Reserve(_ context.Context, now time.Time, claims []Claim, secon
 			u.seconds += grant
 		}
 		if b.Concurrent > 0 {
-			m.open[c.openID()] = append(m.open[c.openID()], until)
+			open := m.open[c.openID()]
+			i, _ := slices.BinarySearchFunc(open, until, time.Time.Compare)
+			m.open[c.openID()] = slices.Insert(open, i, until)
 		}
 	}
 	return Reservation{Claims: claims, Seconds: grant, Until: until}, nil
@@ -151,13 +155,9 @@ func (m *Memory) Release(_ context.Context, r Reservation) error {
 			u.sessions = max(u.sessions-1, 0)
 			u.seconds = max(u.seconds-r.Seconds, 0)
 		}
-		if open := m.open[c.openID()]; len(open) > 0 {
-			for i, t := range open {
-				if t.Equal(r.Until) {
-					m.open[c.openID()] = append(open[:i:i], open[i+1:]...)
-					break
-				}
-			}
+		open := m.open[c.openID()]
+		if i, found := slices.BinarySearchFunc(open, r.Until, time.Time.Compare); found {
+			m.open[c.openID()] = slices.Delete(open, i, i+1)
 		}
 	}
 	return nil
@@ -213,26 +213,20 @@ func (m *Memory) sweep(now time.Time) {
 	}
 }
 
-// live keeps the open sessions whose reserved time has not ended at now.
+// live drops, from open sessions in order of their end, those whose reserved time has ended
+// at now: a prefix.
 func live(open []time.Time, now time.Time) []time.Time {
-	out := open[:0]
-	for _, t := range open {
+	i, _ := slices.BinarySearchFunc(open, now, func(t, now time.Time) int {
 		if t.After(now) {
-			out = append(out, t)
+			return 1
 		}
-	}
-	return out
+		return -1
+	})
+	return open[i:]
 }
 
-func earliest(open []time.Time) time.Time {
-	e := open[0]
-	for _, t := range open[1:] {
-		if t.Before(e) {
-			e = t
-		}
-	}
-	return e
-}
+// earliest is when the first of the open sessions ends.
+func earliest(open []time.Time) time.Time { return open[0] }
 
 // RetryAfterSeconds is a refusal's Retry-After header value: whole seconds, at least 1.
 func (r *Refusal) RetryAfterSeconds() int {
