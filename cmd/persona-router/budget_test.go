@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/persona-router/persona-router/internal/redistest"
 )
 
 // budgetPersonas are the personas of the budget tests: default sessions last ten minutes,
@@ -111,4 +116,48 @@ func TestBudgets(t *testing.T) {
 			t.Errorf("explain budgets after a session: %s, want 0 sessions left", a.raw)
 		}
 	})
+}
+
+// With --redis-url, a token request with two budgets and a rate limit costs one round trip to
+// Redis: one script takes the rate limit and spends both budgets.
+func TestOneRoundTripToRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	calls := func() int {
+		t.Helper()
+		info, err := rdb.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+			if !ok || name == "cmdstat_info" {
+				continue
+			}
+			v, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+			n += v
+		}
+		return n
+	}
+	u := newUpstream(t, nil)
+	flags := budgetConfig(t, "  - {name: daily, window: day, sessions: 100, minutes: 1000}\n  - {name: account, key: '\"global\"', concurrent: 100}\n")
+	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append(flags, "--anam-url", u.URL, "--redis-url", srv.URL(), "--rate-limit", "100/min")...)
+	token := func() {
+		t.Helper()
+		if a := s.post(t, "/api/session-token", []byte(`{}`)); a.status != http.StatusOK {
+			t.Fatalf("token: %d %s", a.status, a.raw)
+		}
+	}
+	token() // connects and loads the script
+	before := calls()
+	token()
+	if got := calls() - before; got != 1 {
+		t.Errorf("a token request sent %d commands to Redis, want 1 (one script for the rate limit and both budgets)", got)
+	}
+	left, _ := rdb.Keys(context.Background(), "persona-router:*").Result()
+	if len(left) != 3 {
+		t.Errorf("Redis keys = %v, want the rate limit, the daily counter and the account's open sessions", left)
+	}
 }

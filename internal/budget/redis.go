@@ -111,22 +111,39 @@ func NewRedis(client *redis.Client, prefix string) *Redis {
 	return &Redis{client: client, prefix: prefix, Timeout: DefaultTimeout}
 }
 
-// reserveScript checks every claim, then spends on every claim, or on none.
+// reserveScript takes the caller's rate limit when one is given, checks every claim, then
+// spends on every claim, or on none.
 //
-// KEYS: per claim i, KEYS[2i-1] its counter and KEYS[2i] its open sessions.
+// KEYS: per claim i, KEYS[2i-1] its counter and KEYS[2i] its open sessions; then, with a rate
+// limit, the caller's theoretical arrival time (µs) last.
 // ARGV: [1] now (µs), [2] seconds asked, [3] a member name unique to this reservation,
-// [4] MinSeconds, [5] the open sets' extra life (ms); then per claim i from a = 5+4(i-1):
+// [4] MinSeconds, [5] the open sets' extra life (ms), [6] the rate limit's interval between
+// requests (µs; 0 is no rate limit), [7] its burst; then per claim i from a = 7+4(i-1):
 // ARGV[a+1] sessions limit, [a+2] seconds limit (minutes × 60), [a+3] concurrent limit,
 // [a+4] the counter's life (ms, to its window's reset plus slack); 0 is no limit.
 //
-// Returns {1, seconds granted} or {0, claim index, what (1 sessions, 2 minutes,
-// 3 concurrent), earliest open session's end (µs) for 3}.
+// Returns {1, seconds granted}, {2, µs until the rate limit allows a request}, or {0, claim
+// index, what (1 sessions, 2 minutes, 3 concurrent), earliest open session's end (µs) for 3}.
 var reserveScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local grant = tonumber(ARGV[2])
+local interval, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n = #KEYS / 2
+if interval > 0 then
+  -- The rate limit (GCRA), taken first as the service's own --rate-limit would be.
+  local rate = KEYS[#KEYS]
+  n = (#KEYS - 1) / 2
+  local tat = tonumber(redis.call('GET', rate) or ARGV[1])
+  if tat < now then tat = now end
+  local next = tat + interval
+  local allowAt = next - burst * interval
+  if now < allowAt then
+    return {2, math.ceil(allowAt - now)}
+  end
+  redis.call('SET', rate, string.format('%.0f', next), 'PX', string.format('%.0f', math.ceil((next - now) / 1000)))
+end
 for i = 1, n do
-  local a = 5 + (i - 1) * 4
+  local a = 7 + (i - 1) * 4
   local sessions, seconds, concurrent = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
   local used = KEYS[2*i-1]
   if sessions > 0 and tonumber(redis.call('HGET', used, 's') or '0') >= sessions then
@@ -150,7 +167,7 @@ for i = 1, n do
 end
 local ends = now + grant * 1000000
 for i = 1, n do
-  local a = 5 + (i - 1) * 4
+  local a = 7 + (i - 1) * 4
   local used, open = KEYS[2*i-1], KEYS[2*i]
   if tonumber(ARGV[a+1]) > 0 or tonumber(ARGV[a+2]) > 0 then
     redis.call('HINCRBY', used, 's', 1)
@@ -186,14 +203,39 @@ return 1
 
 // Reserve implements Store.
 func (r *Redis) Reserve(ctx context.Context, now time.Time, claims []Claim, seconds int) (Reservation, error) {
+	return r.ReserveThrottled(ctx, now, claims, seconds, nil)
+}
+
+// Throttle is a rate limit taken in the same step as a request's budgets: Interval between
+// requests at the sustained rate, and Burst of them at once, for the caller Key. With both in
+// Redis, a token request then costs one round trip.
+type Throttle struct {
+	Key      string
+	Interval time.Duration
+	Burst    int
+}
+
+// Throttled is a request over its rate limit; Wait is until one would be allowed.
+type Throttled struct{ Wait time.Duration }
+
+func (t *Throttled) Error() string { return "rate limited: retry in " + t.Wait.String() }
+
+// ReserveThrottled is Reserve with the caller's rate limit taken first, in the same script:
+// a request over its rate is a *Throttled error and spends no budget. A nil throttle is
+// Reserve.
+func (r *Redis) ReserveThrottled(ctx context.Context, now time.Time, claims []Claim, seconds int, t *Throttle) (Reservation, error) {
 	now = now.Truncate(time.Microsecond)
-	if len(claims) == 0 {
+	if len(claims) == 0 && t == nil {
 		return Reservation{Claims: claims, Seconds: seconds, Until: now.Add(time.Duration(seconds) * time.Second)}, nil
 	}
 	keys := r.keys(claims)
 	nowUS := now.UnixMicro()
-	args := make([]any, 0, 5+4*len(claims))
-	args = append(args, nowUS, seconds, strconv.FormatUint(rand.Uint64(), 36), MinSeconds, keySlack.Milliseconds())
+	args := make([]any, 0, 7+4*len(claims))
+	args = append(args, nowUS, seconds, strconv.FormatUint(rand.Uint64(), 36), MinSeconds, keySlack.Milliseconds(), 0, 0)
+	if t != nil {
+		keys = append(keys, r.prefix+"rate:"+t.Key)
+		args[5], args[6] = float64(t.Interval)/float64(time.Microsecond), t.Burst
+	}
 	for _, c := range claims {
 		b := c.Budget
 		life := c.Reset.Sub(now) + keySlack
@@ -208,6 +250,9 @@ func (r *Redis) Reserve(ctx context.Context, now time.Time, claims []Claim, seco
 	if len(res) == 2 && res[0] == 1 {
 		grant := int(res[1])
 		return Reservation{Claims: claims, Seconds: grant, Until: now.Add(time.Duration(grant) * time.Second)}, nil
+	}
+	if len(res) == 2 && res[0] == 2 {
+		return Reservation{}, &Throttled{Wait: time.Duration(res[1]) * time.Microsecond}
 	}
 	if len(res) != 4 || res[1] < 1 || int(res[1]) > len(claims) {
 		return Reservation{}, fmt.Errorf("%w: reserving %s: unexpected reply %v", ErrStore, Names(claims), res)

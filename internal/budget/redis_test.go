@@ -436,3 +436,38 @@ func BenchmarkReserve(b *testing.B) {
 		})
 	}
 }
+
+// With the rate limit folded in, a request over its rate spends no budget, in the same one
+// script as the budgets.
+func TestReserveThrottled(t *testing.T) {
+	srv := redistest.Start(t)
+	store := budget.NewRedis(dial(t, srv.URL(), ""), "throttle-test:")
+	store.Timeout = 5 * time.Second
+	b := &budget.Budget{Name: "daily", Sessions: 10, Window: budget.Window{Calendar: "day"}}
+	now := time.Now()
+	start, end := b.Window.Bounds(now)
+	claims := []budget.Claim{{Budget: b, Key: "u1", Start: start, Reset: end}}
+	throttle := &budget.Throttle{Key: "user:u1", Interval: time.Second, Burst: 2}
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := store.ReserveThrottled(ctx, now, claims, 60, throttle); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+	}
+	_, err := store.ReserveThrottled(ctx, now, claims, 60, throttle)
+	var throttled *budget.Throttled
+	if !errors.As(err, &throttled) || throttled.Wait <= 0 || throttled.Wait > time.Second {
+		t.Fatalf("third request at once: %v, want throttled for under a second", err)
+	}
+	left, err := store.Remaining(ctx, now, claims)
+	if err != nil || left[0].Sessions != 8 {
+		t.Errorf("sessions left = %+v %v, want 8: a throttled request spends nothing", left, err)
+	}
+	// A second later one more request is allowed; no claim at all still takes the rate.
+	if _, err := store.ReserveThrottled(ctx, now.Add(time.Second), nil, 60, throttle); err != nil {
+		t.Errorf("a second later, without claims: %v", err)
+	}
+	if _, err := store.ReserveThrottled(ctx, now.Add(time.Second), nil, 60, throttle); !errors.As(err, &throttled) {
+		t.Errorf("again at once, without claims: %v, want throttled", err)
+	}
+}

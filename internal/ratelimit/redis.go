@@ -76,6 +76,10 @@ redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', string.format('%.0
 return {1, 0}
 `)
 
+// Rate is the limit as a budget store takes it in the same step as budgets: the interval
+// between requests at the sustained rate, and the burst.
+func (r *Redis) Rate() (interval time.Duration, burst int) { return r.interval, r.burst }
+
 // Take implements Limit.
 func (r *Redis) Take(ctx context.Context, key string) (bool, time.Duration, error) {
 	timeout := r.Timeout

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -31,19 +32,16 @@ func (s *Server) identify() gin.HandlerFunc {
 
 // rateLimit refuses a caller over its limit with 429 and Retry-After. The caller is the user
 // when known, else the client address (X-Forwarded-For counts only from trusted proxies).
+//
+// When the limit and the budgets both live in Redis, the limit is taken by the token handler
+// in the same script as the request's budgets (one round trip), not here.
 func (s *Server) rateLimit() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if s.limiter == nil {
+		if s.limiter == nil || s.throttle != nil {
 			c.Next()
 			return
 		}
-		key := "ip:" + c.ClientIP()
-		if user, ok := c.Get(userKey); ok {
-			if id, ok := user.(map[string]any)["id"].(string); ok && id != "" {
-				key = "user:" + id
-			}
-		}
-		ok, wait, err := s.limiter.Take(c.Request.Context(), key)
+		ok, wait, err := s.limiter.Take(c.Request.Context(), callerKey(c))
 		if err != nil {
 			if s.storeError(c, err) {
 				c.Next()
@@ -51,11 +49,27 @@ func (s *Server) rateLimit() gin.HandlerFunc {
 			return
 		}
 		if !ok {
-			s.metrics.rateLimited.Inc()
-			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-			abort(c, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many session requests; retry later"})
+			s.rateLimited(c, wait)
 			return
 		}
 		c.Next()
 	}
+}
+
+// callerKey is whose rate limit a request counts against: the user when known, else the
+// client address (X-Forwarded-For counts only from trusted proxies).
+func callerKey(c *gin.Context) string {
+	if user, ok := c.Get(userKey); ok {
+		if id, ok := user.(map[string]any)["id"].(string); ok && id != "" {
+			return "user:" + id
+		}
+	}
+	return "ip:" + c.ClientIP()
+}
+
+// rateLimited answers 429 rate_limited with Retry-After.
+func (s *Server) rateLimited(c *gin.Context, wait time.Duration) {
+	s.metrics.rateLimited.Inc()
+	c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	abort(c, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many session requests; retry later"})
 }

@@ -91,12 +91,26 @@ type Server struct {
 	budgets       budget.Store
 	storeState    string
 	denyOnStore   bool
+	// throttle, when the rate limit and the budgets both live in Redis, is the rate limit the
+	// token handler takes in the budgets' script; nil otherwise.
+	throttle rateSpec
 	// storeFailing tells /admin/config whether the last call to the store failed.
 	storeFailing atomic.Bool
 	// sessionSeconds is what a session without maxSessionLengthSeconds reserves.
 	sessionSeconds int
 	// storeWarned limits the log's store warnings to one a second.
 	storeWarned atomic.Int64
+}
+
+// throttledReserver is a budget store that takes a caller's rate limit in the same step as
+// its budgets (budget.Redis).
+type throttledReserver interface {
+	ReserveThrottled(ctx context.Context, now time.Time, claims []budget.Claim, seconds int, t *budget.Throttle) (budget.Reservation, error)
+}
+
+// rateSpec is a shared rate limit that such a store can take (ratelimit.Redis).
+type rateSpec interface {
+	Rate() (interval time.Duration, burst int)
 }
 
 // DefaultSessionSeconds is what a session reserves of a minutes budget when its persona sets
@@ -129,6 +143,11 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.budgets == nil {
 		s.budgets = budget.NewMemory()
+	}
+	if _, ok := s.budgets.(throttledReserver); ok {
+		if rs, ok := opts.RateLimit.(rateSpec); ok {
+			s.throttle = rs
+		}
 	}
 	s.engine.HandleMethodNotAllowed = true
 	s.engine.ContextWithFallback = true

@@ -163,13 +163,26 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 		s.log.Warn("budget failed at run time; it does not apply to this request", "request_id", rl.id,
 			"config_version", snap.Version, "error", err.Error())
 	}
-	if len(claims) == 0 {
+	if len(claims) == 0 && s.throttle == nil {
 		return nil, true
 	}
 	seconds := res.SessionSeconds(s.sessionSeconds)
-	r, err := s.budgets.Reserve(c.Request.Context(), now, claims, seconds)
+	var r budget.Reservation
+	var err error
+	if s.throttle != nil {
+		// The rate limit and the budgets in one script: one round trip to Redis.
+		interval, burst := s.throttle.Rate()
+		t := &budget.Throttle{Key: callerKey(c), Interval: interval, Burst: burst}
+		r, err = s.budgets.(throttledReserver).ReserveThrottled(c.Request.Context(), now, claims, seconds, t)
+	} else {
+		r, err = s.budgets.Reserve(c.Request.Context(), now, claims, seconds)
+	}
 	var refusal *budget.Refusal
+	var throttled *budget.Throttled
 	switch {
+	case errors.As(err, &throttled):
+		s.rateLimited(c, throttled.Wait)
+		return nil, false
 	case errors.As(err, &refusal):
 		s.metrics.budgetRefusals.WithLabelValues(refusal.Budget).Inc()
 		c.Header("Retry-After", strconv.Itoa(refusal.RetryAfterSeconds()))
