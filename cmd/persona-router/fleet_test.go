@@ -43,7 +43,7 @@ func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "persona-router")
 	args := []string{"build", "-o", bin}
-	if raceEnabled() {
+	if raceEnabled() && os.Getenv("FLEET_RACE") != "" {
 		args = append(args, "-race")
 	}
 	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
