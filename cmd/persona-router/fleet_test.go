@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,31 +21,15 @@ import (
 // The fleet tests run the real binary, three replicas at a time as separate processes, all on
 // one real redis-server and one fake Anam: every limit must hold across the fleet (issue 12 §3).
 
-// raceEnabled tells whether this test binary was built with -race: the replicas then are too,
-// and a data race in one of them fails the test.
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" && s.Value == "true" {
-			return true
-		}
-	}
-	return false
-}
-
 // buildBinary builds persona-router into t's temporary directory; every sub-test of t runs
-// that one build.
+// that one build. The replicas are not built with -race even when the tests are: three of them
+// at five to ten times the CPU push Redis calls past the store's 50 ms deadline on a small
+// machine, and the budgets then give way by design (--on-store-error allow). The in-process
+// tests cover data races.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "persona-router")
-	args := []string{"build", "-o", bin}
-	if raceEnabled() && os.Getenv("FLEET_RACE") != "" {
-		args = append(args, "-race")
-	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
@@ -77,7 +60,7 @@ var fleetClient = &http.Client{
 
 // startFleet runs n replicas with the same flags (env is their whole environment) and stops
 // them all when the test ends: each gets an interrupt, then is killed if it has not exited
-// within three seconds. A replica that reports a data race fails the test.
+// within three seconds.
 func startFleet(t *testing.T, bin string, n int, env map[string]string, args ...string) []*replica {
 	t.Helper()
 	var environ []string
@@ -86,8 +69,6 @@ func startFleet(t *testing.T, bin string, n int, env map[string]string, args ...
 	}
 	fleet := make([]*replica, n)
 	t.Cleanup(func() {
-		t0 := time.Now()
-		defer func() { t.Logf("cleanup %v", time.Since(t0)) }()
 		// A connection the client dialled but never used keeps Shutdown waiting for seconds.
 		fleetClient.CloseIdleConnections()
 		http.DefaultClient.CloseIdleConnections()
@@ -107,14 +88,7 @@ func startFleet(t *testing.T, bin string, n int, env map[string]string, args ...
 			})
 		}
 		wg.Wait()
-		for i, r := range fleet {
-			if r != nil && strings.Contains(r.logs.String(), "DATA RACE") {
-				t.Errorf("replica %d reported a data race:\n%s", i, r.logs.String())
-			}
-		}
 	})
-	ts := time.Now()
-	defer func() { t.Logf("start %v", time.Since(ts)) }()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -165,15 +139,13 @@ type fleetAnswer struct {
 	err    error
 }
 
-func fleetPost(url, body string, headers ...string) fleetAnswer {
+// fleetPost asks url for a session token.
+func fleetPost(url, body string) fleetAnswer {
 	req, err := http.NewRequest(http.MethodPost, url+"/api/session-token", strings.NewReader(body))
 	if err != nil {
 		return fleetAnswer{err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
 	resp, err := fleetClient.Do(req)
 	if err != nil {
 		return fleetAnswer{err: err}
@@ -250,6 +222,27 @@ func adminConfigStore(t *testing.T, r *replica) (kind string, failing bool) {
 	return kind, failing
 }
 
+// metricOrZero reads one series from a replica's /metrics, 0 when it is absent.
+func metricOrZero(t *testing.T, r *replica, series string) float64 {
+	t.Helper()
+	resp, err := fleetClient.Get(r.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q", line)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
 // storeErrors sums persona_router_store_errors_total over a fleet.
 func storeErrors(t *testing.T, fleet []*replica) float64 {
 	t.Helper()
@@ -289,7 +282,8 @@ func TestFleet(t *testing.T) {
 		}
 		var reserved float64
 		for _, r := range fleet {
-			reserved += r.metric(t, `persona_router_budget_reservations_total{budget="daily"}`)
+			// A replica whose requests were all refused has no series for the budget.
+			reserved += metricOrZero(t, r, `persona_router_budget_reservations_total{budget="daily"}`)
 		}
 		if reserved != 30 {
 			t.Errorf("the replicas count %v reservations in all, want 30", reserved)
