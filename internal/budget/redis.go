@@ -49,8 +49,10 @@ func DialRedis(rawURL, password string) (*redis.Client, error) {
 	setDefault(&opt.ReadTimeout, 250*time.Millisecond)
 	setDefault(&opt.WriteTimeout, 250*time.Millisecond)
 	setDefault(&opt.PoolTimeout, 100*time.Millisecond)
+	// Connections kept open so that a burst does not dial inside a call's 50 ms deadline:
+	// dialling (and TLS) under load is what turns a busy moment into store errors.
 	if opt.MinIdleConns == 0 {
-		opt.MinIdleConns = 2
+		opt.MinIdleConns = 10
 	}
 	// Each call's context carries the store's deadline (50 ms), which must bound the call
 	// rather than the socket timeouts above.

@@ -48,6 +48,7 @@ func (s *Server) rateLimit() gin.HandlerFunc {
 			}
 			return
 		}
+		s.storeAnswered()
 		if !ok {
 			s.rateLimited(c, wait)
 			return

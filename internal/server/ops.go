@@ -48,6 +48,8 @@ func (s *Server) handleAdminExplain() gin.HandlerFunc {
 		e := snap.Explain(in, body.All)
 		if err := snap.ExplainBudgets(c.Request.Context(), &e, in, s.budgets, "ip:"+c.ClientIP()); err != nil {
 			s.storeFailed(logOf(c).id, err)
+		} else if s.budgets != nil {
+			s.storeAnswered()
 		}
 		c.JSON(http.StatusOK, e)
 	}

@@ -179,6 +179,9 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 	}
 	var refusal *budget.Refusal
 	var throttled *budget.Throttled
+	if err == nil || errors.As(err, &throttled) || errors.As(err, &refusal) {
+		s.storeAnswered()
+	}
 	switch {
 	case errors.As(err, &throttled):
 		s.rateLimited(c, throttled.Wait)
@@ -191,7 +194,6 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 	case err != nil:
 		return nil, s.storeError(c, err)
 	}
-	s.storeFailing.Store(false)
 	for _, cl := range claims {
 		s.metrics.budgetReservations.WithLabelValues(cl.Budget.Name).Inc()
 	}
@@ -214,6 +216,14 @@ func (s *Server) storeError(c *gin.Context, err error) bool {
 		return false
 	}
 	return true
+}
+
+// storeAnswered records that the store answered a call (a refusal is an answer), so
+// /admin/config stops reporting it as failing. It writes only on a change.
+func (s *Server) storeAnswered() {
+	if s.storeFailing.Load() {
+		s.storeFailing.Store(false)
+	}
 }
 
 // storeFailed counts and logs a failed store call, at most one line a second.
