@@ -787,22 +787,13 @@ func TestDeployFlagsExist(t *testing.T) {
 	}
 }
 
-// documentedEnv returns the environment variables README.md's flag/env table (under "Running
-// it") names.
+// documentedEnv returns the environment variables the flag/env table of docs/cli.md (under
+// "serve") names.
 func documentedEnv(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(data), "\n## Running it\n")
-	if !ok {
-		t.Fatal(`README.md has no "## Running it" section`)
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
 	names := map[string]bool{}
 	name := regexp.MustCompile("`([A-Z][A-Z0-9_]*)`")
-	for _, line := range strings.Split(section, "\n") {
+	for _, line := range strings.Split(serveSection(t), "\n") {
 		if !strings.HasPrefix(line, "|") {
 			continue
 		}
@@ -811,7 +802,7 @@ func documentedEnv(t *testing.T) map[string]bool {
 		}
 	}
 	if !names["ADDR"] || !names["ANAM_API_KEY"] {
-		t.Fatalf("could not read the flag/env table of README.md's Running it section (found %v)", names)
+		t.Fatalf("could not read the flag/env table of docs/cli.md's serve section (found %v)", names)
 	}
 	return names
 }
@@ -821,7 +812,7 @@ func TestDeployEnvDocumented(t *testing.T) {
 	for _, rc := range routerCommands(t) {
 		for _, name := range rc.env {
 			if !documented[name] {
-				t.Errorf("%s sets env %s, which README.md's flag/env table (Running it) does not document", rc.where, name)
+				t.Errorf("%s sets env %s, which the flag/env table of docs/cli.md (serve) does not document", rc.where, name)
 			}
 		}
 	}

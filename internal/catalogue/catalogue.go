@@ -2,8 +2,8 @@
 // give, its type, its range or pattern, whether it is required and what excludes what.
 //
 // Everything that needs the shape reads it from here: the load checks and the rendering of
-// personas, their inheritance, the JSON Schema editors use and the README's field table. A
-// field Anam ships later is one entry in PersonaConfig or Session.
+// personas, their inheritance, the JSON Schema editors use and the field table of
+// docs/configuration.md. A field Anam ships later is one entry in PersonaConfig or Session.
 package catalogue
 
 import (
@@ -68,7 +68,7 @@ type Cond struct {
 type Field struct {
 	Name string
 	Kind Kind
-	// Doc says what the field does, for people: the README's table and editors' hovers.
+	// Doc says what the field does, for people: the docs' field table and editors' hovers.
 	Doc string
 	// Required fields must be present once inheritance is applied (unless the object's Alone
 	// member is present).

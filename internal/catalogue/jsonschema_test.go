@@ -263,7 +263,7 @@ extends: base
 directorNotes: {customStylePrompt: "Calm and warm."}
 `
 
-// paths lists the path of every field of f's members, as the README's table names them.
+// paths lists the path of every field of f's members, as the docs' field table names them.
 func paths(f *catalogue.Field, prefix string) []string {
 	var out []string
 	for _, m := range f.Fields {

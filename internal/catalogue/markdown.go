@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// Markdown returns the README's table of every field of a persona file: one row a field,
-// nested ones as paths (voiceDetectionOptions.endOfSpeechSensitivity, tools[].url,
+// Markdown returns docs/configuration.md's table of every field of a persona file: one row a
+// field, nested ones as paths (voiceDetectionOptions.endOfSpeechSensitivity, tools[].url,
 // session.sessionOptions.videoWidth), with its type, its checks and what it does.
 func Markdown() string {
 	var b strings.Builder

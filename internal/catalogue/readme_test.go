@@ -9,18 +9,18 @@ import (
 	"github.com/persona-router/persona-router/internal/catalogue"
 )
 
-var update = flag.Bool("update", false, "rewrite the README's persona field table from the catalogue")
+var update = flag.Bool("update", false, "rewrite the persona field table of docs/configuration.md from the catalogue")
 
 const (
-	readme     = "../../README.md"
+	fieldPage  = "../../docs/configuration.md"
 	tableBegin = "<!-- persona-fields:begin -->\n"
 	tableEnd   = "<!-- persona-fields:end -->"
 )
 
-// TestREADMEFieldTable keeps the README's persona field table what the catalogue says; run
-// `go test ./internal/catalogue -run README -update` to rewrite it.
-func TestREADMEFieldTable(t *testing.T) {
-	data, err := os.ReadFile(readme)
+// TestDocsFieldTable keeps the persona field table of docs/configuration.md what the catalogue
+// says; run `go test ./internal/catalogue -run FieldTable -update` to rewrite it.
+func TestDocsFieldTable(t *testing.T) {
+	data, err := os.ReadFile(fieldPage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,19 +28,19 @@ func TestREADMEFieldTable(t *testing.T) {
 	before, rest, ok := strings.Cut(text, tableBegin)
 	table, after, ok2 := strings.Cut(rest, tableEnd)
 	if !ok || !ok2 {
-		t.Fatalf("%s lacks the markers %q and %q", readme, tableBegin, tableEnd)
+		t.Fatalf("%s lacks the markers %q and %q", fieldPage, tableBegin, tableEnd)
 	}
 	want := catalogue.Markdown()
 	if table == want {
 		return
 	}
 	if *update {
-		if err := os.WriteFile(readme, []byte(before+tableBegin+want+tableEnd+after), 0o644); err != nil {
+		if err := os.WriteFile(fieldPage, []byte(before+tableBegin+want+tableEnd+after), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Errorf("the README's persona field table differs from the catalogue; run go test ./internal/catalogue -run README -update\n got:\n%s\nwant:\n%s", table, want)
+	t.Errorf("the persona field table of %s differs from the catalogue; run go test ./internal/catalogue -run FieldTable -update\n got:\n%s\nwant:\n%s", fieldPage, table, want)
 }
 
 // TestMarkdownHasEveryField checks the table has one row a field, in the catalogue's order.

@@ -25,7 +25,7 @@ import (
 const (
 	// MaxCost bounds the steps of one evaluation. A step is one node of the expression
 	// evaluated once, or 64 bytes of string work (comparing, searching, copying). 100,000 steps
-	// run in about 2 ms on one core of the 2-core machine the figures in the README come from.
+	// run in about 2 ms on one core of the 2-core machine the figures in docs/ come from.
 	MaxCost = 100_000
 	// MaxMemory bounds the bytes one evaluation may build: strings, and 16 bytes per list item
 	// or map entry.
@@ -576,7 +576,7 @@ func (e *estimator) builtin(n *ast.BuiltinNode) est {
 		out.mem = add(out.mem, itemBytes*itemsOf(b))
 		out.steps = add(out.steps, itemsOf(b))
 	default:
-		return e.fail(n, "%s() cannot be used in persona-router expressions (see the README's list of functions)", n.Name)
+		return e.fail(n, "%s() cannot be used in persona-router expressions (see the list of functions in docs/configuration.md)", n.Name)
 	}
 	return out
 }

@@ -244,7 +244,7 @@ func randomInput(r *rand.Rand) Input {
 }
 
 // Expressions near the budget, on requests filled to the bounds: what one evaluation can cost
-// at worst (the README's limits quote these figures).
+// at worst (the limits in docs/operations.md quote these figures).
 func BenchmarkNearBudget(b *testing.B) {
 	full := strings.Repeat("ab", ValueBytes/2)
 	tags := make([]any, ValueItems)

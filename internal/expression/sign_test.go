@@ -27,7 +27,7 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef-the-test-secret")
 var testMAC = NewCompiler(WithSigningSecret(testSecret)).Layout().mac
 
 // verifySigned is a webhook's check of a signed URL, written from the description of Anam's
-// recipe "ephemeral webhook tools" (the README quotes it): base is the URL the webhook is
+// recipe "ephemeral webhook tools" (docs/configuration.md quotes it): base is the URL the webhook is
 // registered under, the one given to sign().
 func verifySigned(r *http.Request, base string, secret []byte) (uid string, err error) {
 	b, err := url.Parse(base)
