@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-unformatted=$(gofmt -l cmd internal)
+unformatted=$(gofmt -l cmd internal docs)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change these files:" >&2
   echo "$unformatted" >&2

@@ -58,6 +58,30 @@ func prose(text string) map[int]string {
 	return lines
 }
 
+// linkable returns a markdown file with its fenced code blocks and inline code blanked out
+// (newlines kept, so offsets still give line numbers): what is left can hold links, which may
+// span lines.
+func linkable(text string) string {
+	lines := strings.Split(text, "\n")
+	inFence := false
+	for i, line := range lines {
+		if fence.MatchString(line) {
+			inFence = !inFence
+			lines[i] = ""
+		} else if inFence {
+			lines[i] = ""
+		}
+	}
+	return inlineCode.ReplaceAllStringFunc(strings.Join(lines, "\n"), func(code string) string {
+		return strings.Map(func(r rune) rune {
+			if r == '\n' {
+				return r
+			}
+			return ' '
+		}, code)
+	})
+}
+
 // slug is GitHub's anchor for a heading: the heading's text lowercased, with everything but
 // letters, digits, spaces, hyphens and underscores removed, and spaces turned into hyphens.
 func slug(text string) string {
@@ -103,37 +127,35 @@ func brokenLinks(path string, read func(string) (string, error)) ([]string, erro
 		return nil, err
 	}
 	var broken []string
-	lines := prose(text)
-	for _, n := range slices.Sorted(maps.Keys(lines)) {
-		line := inlineCode.ReplaceAllString(lines[n], "")
-		for _, m := range link.FindAllStringSubmatch(line, -1) {
-			target := m[1]
-			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+	text = linkable(text)
+	for _, m := range link.FindAllStringSubmatchIndex(text, -1) {
+		n := strings.Count(text[:m[0]], "\n") + 1
+		target := text[m[2]:m[3]]
+		if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+			continue
+		}
+		file, anchor, _ := strings.Cut(target, "#")
+		dest := path
+		if file != "" {
+			dest = filepath.Join(filepath.Dir(path), filepath.FromSlash(file))
+			if _, err := os.Stat(dest); err != nil {
+				broken = append(broken, fmt.Sprintf("%s:%d: %s: no file %s", path, n, target, dest))
 				continue
 			}
-			file, anchor, _ := strings.Cut(target, "#")
-			dest := path
-			if file != "" {
-				dest = filepath.Join(filepath.Dir(path), filepath.FromSlash(file))
-				if _, err := os.Stat(dest); err != nil {
-					broken = append(broken, fmt.Sprintf("%s:%d: %s: no file %s", path, n, target, dest))
-					continue
-				}
-			}
-			if anchor == "" {
-				continue
-			}
-			if !strings.HasSuffix(dest, ".md") {
-				broken = append(broken, fmt.Sprintf("%s:%d: %s: an anchor into a file that is not markdown", path, n, target))
-				continue
-			}
-			destText, err := read(dest)
-			if err != nil {
-				return nil, err
-			}
-			if !anchors(destText)[anchor] {
-				broken = append(broken, fmt.Sprintf("%s:%d: %s: %s has no heading with the anchor #%s", path, n, target, dest, anchor))
-			}
+		}
+		if anchor == "" {
+			continue
+		}
+		if !strings.HasSuffix(dest, ".md") {
+			broken = append(broken, fmt.Sprintf("%s:%d: %s: an anchor into a file that is not markdown", path, n, target))
+			continue
+		}
+		destText, err := read(dest)
+		if err != nil {
+			return nil, err
+		}
+		if !anchors(destText)[anchor] {
+			broken = append(broken, fmt.Sprintf("%s:%d: %s: %s has no heading with the anchor #%s", path, n, target, dest, anchor))
 		}
 	}
 	return broken, nil
@@ -153,9 +175,7 @@ func TestLinks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range prose(text) {
-			links += len(link.FindAllString(inlineCode.ReplaceAllString(line, ""), -1))
-		}
+		links += len(link.FindAllString(linkable(text), -1))
 		broken, err := brokenLinks(page, readFile)
 		if err != nil {
 			t.Fatal(err)
@@ -176,7 +196,7 @@ func TestLinksCatchBreakage(t *testing.T) {
 	files := map[string]string{
 		"a.md": "# Page A\n\n## Who is asking: `--auth`\n\n## Persona templates (`personas/<id>.yaml`)\n\n## Twice\n\n## Twice\n\n" +
 			"[ok](#who-is-asking---auth) [ok](#persona-templates-personasidyaml) [ok](b.md#section-b) [ok](#twice-1)\n" +
-			"[bad anchor](b.md#nope) [bad file](c.md) [bad local](#missing)\n" +
+			"[bad anchor](b.md#nope) [bad file](c.md) [bad local](#missing) [a link\nover two lines](#nowhere)\n" +
 			"```\n[in code](nowhere.md)\n# not a heading\n```\n`[inline](nowhere.md)` [web](https://example.com/x#y)\n",
 		"b.md": "# Section B\n\n```\n## Hidden\n```\n[in a fence anchor](#hidden)\n",
 	}
@@ -199,6 +219,7 @@ func TestLinksCatchBreakage(t *testing.T) {
 		"a.md:12: b.md#nope: " + filepath.Join(dir, "b.md") + " has no heading with the anchor #nope",
 		"a.md:12: c.md: no file " + filepath.Join(dir, "c.md"),
 		"a.md:12: #missing: " + filepath.Join(dir, "a.md") + " has no heading with the anchor #missing",
+		"a.md:12: #nowhere: " + filepath.Join(dir, "a.md") + " has no heading with the anchor #nowhere",
 		"b.md:6: #hidden: " + filepath.Join(dir, "b.md") + " has no heading with the anchor #hidden",
 	}
 	if !slices.Equal(got, want) {
