@@ -347,7 +347,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}()
 
 	// Tracing: off (nil) unless the OTEL_* environment asks for it; spans are flushed on the way out.
-	tracer, stopTracing, err := telemetry.Setup(ctx, getenv)
+	tracer, stopTracing, err := telemetry.Setup(ctx, getenv, log)
 	if err != nil {
 		return err
 	}

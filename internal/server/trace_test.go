@@ -81,26 +81,7 @@ type tracedService struct {
 
 func newTracedService(t *testing.T, tp trace.TracerProvider, anamFake http.Handler) *tracedService {
 	t.Helper()
-	dir := t.TempDir()
-	persona := "avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n"
-	files := map[string]string{
-		"personas/default.yaml": "name: Cara\n" + persona,
-		"personas/sales.yaml":   "name: Sam\n" + persona,
-		"rules/a.yaml":          "rules:\n  - {name: to-sales, when: 'context == \"sales\"', persona: sales}\n",
-	}
-	for name, text := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := traceSnapshot(t)
 	upstream := httptest.NewServer(anamFake)
 	t.Cleanup(upstream.Close)
 	given := &http.Client{}
@@ -163,6 +144,33 @@ func (ts *tracedService) requestLine(t *testing.T) map[string]any {
 		t.Fatalf("no request line:\n%s", ts.logs.String())
 	}
 	return found
+}
+
+// traceSnapshot is a configuration with a default persona and a rule routing context
+// "sales" to persona sales.
+func traceSnapshot(tb testing.TB) *config.Snapshot {
+	tb.Helper()
+	dir := tb.TempDir()
+	persona := "avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n"
+	files := map[string]string{
+		"personas/default.yaml": "name: Cara\n" + persona,
+		"personas/sales.yaml":   "name: Sam\n" + persona,
+		"rules/a.yaml":          "rules:\n  - {name: to-sales, when: 'context == \"sales\"', persona: sales}\n",
+	}
+	for name, text := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return snap
 }
 
 func recordingProvider() (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {

@@ -10,9 +10,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -47,11 +49,16 @@ func Enabled(getenv func(string) string) bool {
 // OTEL_TRACES_SAMPLER, OTEL_BSP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES).
 //
 // shutdown flushes the spans not yet exported and stops the exporter; the service calls it
-// once, when it stops, with a context that bounds the wait.
-func Setup(ctx context.Context, getenv func(string) string) (tp trace.TracerProvider, shutdown func(context.Context) error, err error) {
+// once, when it stops, with a context that bounds the wait. Failed exports (a collector that
+// is down) are logged to log as warnings: OpenTelemetry reports them through its process-wide
+// error handler, which Setup points at log.
+func Setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (tp trace.TracerProvider, shutdown func(context.Context) error, err error) {
 	if !Enabled(getenv) {
 		return nil, func(context.Context) error { return nil }, nil
 	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("OpenTelemetry: spans may be lost", "error", err.Error())
+	}))
 	exporter, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the trace exporter: %w", err)

@@ -1,10 +1,16 @@
 package telemetry
 
 import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel"
 
 	"github.com/persona-router/persona-router/internal/telemetry/telemetrytest"
 )
@@ -42,7 +48,7 @@ func TestEnabled(t *testing.T) {
 func TestSetupOffBuildsNothing(t *testing.T) {
 	// The process environment would turn tracing on; getenv, which says nothing, decides.
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-	tp, shutdown, err := Setup(t.Context(), func(string) string { return "" })
+	tp, shutdown, err := Setup(t.Context(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +85,7 @@ func TestSetupExportsOverOTLPAndFlushesOnShutdown(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			tp, shutdown, err := Setup(t.Context(), os.Getenv)
+			tp, shutdown, err := Setup(t.Context(), os.Getenv, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +124,7 @@ func TestSetupRejectsABadEnvironment(t *testing.T) {
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 			t.Setenv(tc.key, tc.value)
-			tp, _, err := Setup(t.Context(), os.Getenv)
+			tp, _, err := Setup(t.Context(), os.Getenv, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Setup error %v, want one saying %q", err, tc.want)
 			}
@@ -126,5 +132,36 @@ func TestSetupRejectsABadEnvironment(t *testing.T) {
 				t.Errorf("Setup failed, yet returned a provider")
 			}
 		})
+	}
+}
+
+// TestExportFailuresAreLogged: a collector that refuses the spans is reported in the service's
+// log, as a warning, instead of on the standard library's logger.
+func TestExportFailuresAreLogged(t *testing.T) {
+	prev := otel.GetErrorHandler()
+	t.Cleanup(func() { otel.SetErrorHandler(prev) })
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusBadRequest)
+	}))
+	defer refusing.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refusing.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	var logs bytes.Buffer
+	tp, shutdown, err := Setup(t.Context(), os.Getenv, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tp.Tracer("test").Start(t.Context(), "probe")
+	span.End()
+	_ = shutdown(t.Context())
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+		t.Fatalf("no JSON log line for the failed export: %q", logs.String())
+	}
+	if level, ok := line["level"]; !ok || level != "WARN" {
+		t.Errorf("level %v (present: %v), want WARN: %v", level, ok, line)
+	}
+	if msg, ok := line["error"].(string); !ok || !strings.Contains(msg, "400") {
+		t.Errorf("error %q, want the collector's refusal: %v", msg, line)
 	}
 }
