@@ -484,3 +484,26 @@ func TestTracingOffInstallsNothing(t *testing.T) {
 		t.Errorf("the log line lacks the request's persona (is this the request line?): %v", line)
 	}
 }
+
+// TestBrowsersMaySendTraceContext: a traced frontend adds traceparent and tracestate to its
+// calls; a preflight that did not allow them would make the browser drop the request.
+func TestBrowsersMaySendTraceContext(t *testing.T) {
+	srv, err := New(Options{Logger: slog.New(slog.DiscardHandler), Configs: fixed{}, Anam: fakeMinter{}, Metrics: NewMetrics(),
+		CORSOrigins: []string{"https://app.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodOptions, "/api/session-token", nil)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+	req.Header.Set("Access-Control-Request-Headers", "content-type,traceparent,tracestate")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	allowed := map[string]bool{}
+	for _, h := range strings.Split(rec.Header().Get("Access-Control-Allow-Headers"), ",") {
+		allowed[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	if rec.Code >= 300 || !allowed["traceparent"] || !allowed["tracestate"] {
+		t.Errorf("preflight answered %d allowing %q, want traceparent and tracestate allowed", rec.Code, rec.Header().Get("Access-Control-Allow-Headers"))
+	}
+}
