@@ -29,6 +29,7 @@ import (
 	"github.com/persona-router/persona-router/internal/reload"
 	"github.com/persona-router/persona-router/internal/server"
 	"github.com/persona-router/persona-router/internal/source"
+	"github.com/persona-router/persona-router/internal/telemetry"
 )
 
 // shutdownDrain is how long requests cut short at the end of the shutdown grace have to write
@@ -345,10 +346,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}()
 
-	client := anam.NewClient(cfg.anamURL, cfg.apiKey, productionHTTPClient(), cfg.anamTimeout)
+	// Tracing: off (nil) unless the OTEL_* environment asks for it; spans are flushed on the way out.
+	tracer, stopTracing, err := telemetry.Setup(ctx, getenv, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), tracesFlushTimeout)
+		defer cancel()
+		if err := stopTracing(ctx); err != nil {
+			log.Warn("flushing traces at shutdown failed; the last spans may be lost", "error", err.Error())
+		}
+	}()
+
+	client := anam.NewClient(cfg.anamURL, cfg.apiKey, productionHTTPClient(), cfg.anamTimeout, anam.WithTracerProvider(tracer))
 	if cfg.sandbox {
 		log.Warn("SANDBOX MODE: session tokens come from an in-process fake Anam and are not real; never use this in production")
-		client = anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), cfg.anamTimeout)
+		client = anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), cfg.anamTimeout, anam.WithTracerProvider(tracer))
 		cfg.anamURL = "in-process fake"
 	}
 	ident, err := newIdentity(ctx, cfg, log)
@@ -397,6 +411,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Identity:              ident,
 		RateLimit:             limiter,
 		TrustedProxies:        cfg.trustedProxies,
+		TracerProvider:        tracer,
 	})
 	if err != nil {
 		return err
@@ -414,7 +429,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	httpServer.BaseContext = func(net.Listener) context.Context { return requests }
 	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
 		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
-		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String(), "auth", cfg.auth, "rate_limit", cfg.rateLimit)
+		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String(), "auth", cfg.auth, "rate_limit", cfg.rateLimit, "tracing", tracer != nil)
 
 	served := make(chan error, 1)
 	go func() { served <- httpServer.Serve(ln) }()
@@ -431,6 +446,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("stopped")
 	return nil
 }
+
+// tracesFlushTimeout bounds the wait for the trace exporter at shutdown.
+const tracesFlushTimeout = 5 * time.Second
 
 // shutdown stops accepting connections at once and gives in-flight requests grace to finish.
 // The requests still running then are cut short through cutShort — their Anam calls end, and

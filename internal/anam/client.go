@@ -93,11 +93,15 @@ type Client struct {
 
 // NewClient returns a client with Anam's SDK retry policy: 3 attempts, 250 ms first backoff,
 // 2 s cap.
-func NewClient(baseURL, apiKey string, httpClient *http.Client, timeout time.Duration) *Client {
-	return &Client{
+func NewClient(baseURL, apiKey string, httpClient *http.Client, timeout time.Duration, opts ...Option) *Client {
+	c := &Client{
 		BaseURL: strings.TrimRight(baseURL, "/"), APIKey: apiKey, HTTP: httpClient, Timeout: timeout,
 		Attempts: 3, Backoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second,
 	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
 }
 
 // maxBody bounds what is read of an answer: a token is about a kilobyte.
@@ -142,6 +146,7 @@ func (c *Client) CreateSessionToken(ctx context.Context, body Body) (string, err
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 			return "", &Error{Kind: Timeout, Status: last.Status, Attempts: attempt, Detail: "deadline reached while retrying: " + last.Detail}
 		}
+		traceRetry(ctx, err, attempt, wait)
 		select {
 		case <-ctx.Done():
 			return "", &Error{Kind: Timeout, Status: last.Status, Attempts: attempt, Detail: ctx.Err().Error()}

@@ -87,6 +87,11 @@ func (s *Server) observe() gin.HandlerFunc {
 			slog.Int("status", status),
 			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 		)
+		if s.tracing {
+			if id := traceRequest(c, rl); id != "" {
+				attrs = append(attrs, slog.String("trace_id", id))
+			}
+		}
 		if rl.hasContext {
 			attrs = append(attrs, slog.String("context", rl.context))
 		}
@@ -145,7 +150,7 @@ func (s *Server) cors() gin.HandlerFunc {
 		AllowOrigins:  s.corsOrigins,
 		AllowWildcard: true,
 		AllowMethods:  []string{http.MethodPost, http.MethodOptions},
-		AllowHeaders:  []string{"Content-Type", "Authorization", requestIDHeader},
+		AllowHeaders:  []string{"Content-Type", "Authorization", requestIDHeader, "traceparent", "tracestate"},
 		ExposeHeaders: []string{requestIDHeader, "Retry-After"},
 		MaxAge:        10 * time.Minute,
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/budget"
@@ -19,6 +20,7 @@ import (
 	"github.com/persona-router/persona-router/internal/identity"
 	"github.com/persona-router/persona-router/internal/ratelimit"
 	"github.com/persona-router/persona-router/internal/reload"
+	"github.com/persona-router/persona-router/internal/telemetry"
 )
 
 // Configs gives the configuration snapshot in force. A request takes one snapshot and uses
@@ -72,6 +74,8 @@ type Options struct {
 	// DenyOnStoreError answers 503 store_unavailable when the store cannot answer in time;
 	// otherwise the request goes ahead unbudgeted and unlimited, and a warning is logged.
 	DenyOnStoreError bool
+	// TracerProvider traces every request (telemetry.Setup); nil installs no tracing at all.
+	TracerProvider trace.TracerProvider
 }
 
 // Server answers the service's HTTP requests.
@@ -100,6 +104,8 @@ type Server struct {
 	sessionSeconds int
 	// storeWarned limits the log's store warnings to one a second.
 	storeWarned atomic.Int64
+	// tracing tells the request log to report the request's trace.
+	tracing bool
 }
 
 // throttledReserver is a budget store that takes a caller's rate limit in the same step as
@@ -157,6 +163,11 @@ func New(opts Options) (*Server, error) {
 	// gin trusts every proxy by default: only the configured ones may set the client address.
 	if err := s.engine.SetTrustedProxies(opts.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	// Tracing comes first, so that the request's log line can carry its trace id.
+	if opts.TracerProvider != nil {
+		s.tracing = true
+		s.engine.Use(telemetry.Middleware(opts.TracerProvider)...)
 	}
 	s.engine.Use(s.requestID(), s.observe(), s.recover())
 	s.routes()
