@@ -13,6 +13,7 @@ import (
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/decide"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/schema"
 )
@@ -46,7 +47,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 			abort(c, &apiError{status: http.StatusUnprocessableEntity, code: codeInvalidMetadata, message: err.Error()})
 			return
 		}
-		res := snap.Resolve(in, false)
+		res := snap.Decide(in, false)
 		rule := ""
 		if res.Rule != nil {
 			rule = res.Rule.Name
@@ -155,7 +156,7 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 // what a minutes budget has left. It answers the request itself (429 budget_exhausted, or 503
 // when the store fails) and returns false when the request must stop; the reservation is nil
 // when no budget applies or the store failed and requests go ahead.
-func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.Input, res *config.Result) (*budget.Reservation, bool) {
+func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.Input, res *decide.Result) (*budget.Reservation, bool) {
 	rl := logOf(c)
 	now := time.Now()
 	claims, failed := snap.Claims(in, res, "ip:"+c.ClientIP(), now)
