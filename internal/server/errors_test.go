@@ -49,45 +49,66 @@ func documentation(t *testing.T) string {
 	return text
 }
 
-// documented tells whether the docs give code with status: in a table row with a cell that is
-// the status and a cell naming the code, or as the status followed by a code span naming the
-// code ("404 `not_found`", "422 `{… "code": "invalid_config" …}`").
-func documented(docs, code string, status int) bool {
-	word := regexp.MustCompile(`\b` + regexp.QuoteMeta(code) + `\b`)
+// documentedPair is an error code with the status the docs give it.
+type documentedPair struct {
+	status int
+	code   string
+}
+
+var (
+	// inlinePair is a status followed by a code span: "404 `not_found`",
+	// "422 `{… "code": "invalid_config" …}`".
+	inlinePair = regexp.MustCompile("\\b([1-5][0-9][0-9])\\s+`([^`]*)`")
+	codeWord   = regexp.MustCompile(`[a-z]+(?:_[a-z]+)+|[a-z]+`)
+)
+
+// documentedPairs lists what the docs give: in a table row, a cell that is a status and a cell
+// that starts with a code span; or a status followed by a code span naming the code.
+func documentedPairs(docs string) map[documentedPair]bool {
+	pairs := make(map[documentedPair]bool)
 	for line := range strings.Lines(docs) {
 		if !strings.HasPrefix(strings.TrimSpace(line), "|") {
 			continue
 		}
-		var hasStatus, hasCode bool
+		var statuses []int
+		var names []string
 		for cell := range strings.SplitSeq(line, "|") {
 			cell = strings.TrimSpace(cell)
-			hasStatus = hasStatus || cell == strconv.Itoa(status)
-			hasCode = hasCode || strings.HasPrefix(cell, "`"+code+"`")
+			if n, err := strconv.Atoi(cell); err == nil {
+				statuses = append(statuses, n)
+			}
+			if rest, ok := strings.CutPrefix(cell, "`"); ok {
+				if name, _, ok := strings.Cut(rest, "`"); ok {
+					names = append(names, name)
+				}
+			}
 		}
-		if hasStatus && hasCode {
-			return true
+		for _, st := range statuses {
+			for _, name := range names {
+				pairs[documentedPair{st, name}] = true
+			}
 		}
 	}
-	inline := regexp.MustCompile(`\b` + strconv.Itoa(status) + `\s+` + "`([^`]*)`")
-	for _, m := range inline.FindAllStringSubmatch(docs, -1) {
-		if word.MatchString(m[1]) {
-			return true
+	for _, m := range inlinePair.FindAllStringSubmatch(docs, -1) {
+		st, _ := strconv.Atoi(m[1])
+		for _, name := range codeWord.FindAllString(m[2], -1) {
+			pairs[documentedPair{st, name}] = true
 		}
 	}
-	return false
+	return pairs
 }
 
 // Every code of the table is documented with the status it is answered with.
 func TestErrorCodesAreDocumented(t *testing.T) {
-	docs := documentation(t)
+	pairs := documentedPairs(documentation(t))
 	for c := range numCodes {
-		if row := codes[c]; !documented(docs, row.name, row.status) {
+		if row := codes[c]; !pairs[documentedPair{row.status, row.name}] {
 			t.Errorf("the docs do not give %d `%s` (a row of the error table, or the status followed by the code)", row.status, row.name)
 		}
 	}
 	// The check itself must be able to fail.
-	if documented(docs, "upstream_rejected", http.StatusTeapot) || documented(docs, "no_such_code", http.StatusBadRequest) {
-		t.Error("documented accepts a pair the docs do not give")
+	if pairs[documentedPair{http.StatusTeapot, "upstream_rejected"}] || pairs[documentedPair{http.StatusBadRequest, "no_such_code"}] {
+		t.Error("documentedPairs finds a pair the docs do not give")
 	}
 }
 
