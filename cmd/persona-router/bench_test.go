@@ -46,7 +46,7 @@ func bareHandler(b *testing.B, client *anam.Client, body []byte) http.Handler {
 	if err := json.Unmarshal(body, &in); err != nil {
 		b.Fatal(err)
 	}
-	res := snap.Resolve(expression.Input{Context: in.Context, Metadata: in.Metadata}, false)
+	res := snap.Decide(expression.Input{Context: in.Context, Metadata: in.Metadata}, false)
 	request := anam.Bytes(res.Request())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

@@ -171,7 +171,9 @@ func TestSchemasAreValidJSONSchemas(t *testing.T) {
 		if err := catalogue.CheckJSONSchema(doc); err != nil {
 			t.Errorf("%s schema: %v", name, err)
 		}
-		if s["$schema"] != catalogue.Dialect || s["$id"] == "" || s["title"] == "" {
+		id, _ := s["$id"].(string)
+		title, _ := s["title"].(string)
+		if s["$schema"] != catalogue.Dialect || id == "" || title == "" {
 			t.Errorf("%s schema lacks $schema, $id or title", name)
 		}
 	}

@@ -190,7 +190,7 @@ func outcomeOf(s *Snapshot, in expression.Input) outcome {
 	if invalid := s.checkInput(in.Context, orEmpty(in.Metadata)); invalid != nil {
 		return outcome{refused: invalid.Code + ": " + invalid.Error()}
 	}
-	res := s.Resolve(in, false)
+	res := s.Decide(in, false)
 	defer res.Release()
 	o := outcome{persona: res.Persona}
 	if res.Rule != nil {

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/persona-router/persona-router/internal/budget"
+	"github.com/persona-router/persona-router/internal/decide"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
@@ -335,28 +338,29 @@ func (files *Files) build(ctx context.Context) (*Snapshot, source.Errors, error)
 	}
 	errs.Add(source.Coded(source.CodeRule, budget.Check(budgets))...)
 
-	s := &Snapshot{
-		Version:            files.Version,
-		LoadedAt:           time.Now(),
-		personas:           templates,
-		rules:              set,
-		routes:             make([]route, len(set.Rules())),
-		ruleFiles:          parsed,
-		metadata:           metadata,
-		budgets:            budgets,
-		budgetsReadPersona: budget.ReadsPersona(budgets),
-		layout:             compiler.Layout(),
+	parts := decide.Parts{
+		Version:  files.Version,
+		Layout:   compiler.Layout(),
+		Personas: slices.Collect(maps.Keys(templates)),
+		Rules:    set,
+		Metadata: metadata,
+		Budgets:  budgets,
 	}
 	if personasOK {
 		def := templates[persona.DefaultID]
-		s.fallback = route{persona: def.ID, program: def.Program}
-		errs.Add(source.Coded(source.CodeRule, s.linkRules())...)
+		parts.Fallback = decide.Route{Persona: def.ID, Program: def.Program}
+		var lerrs source.Errors
+		parts.Routes, lerrs = linkRules(set, templates)
+		errs.Add(source.Coded(source.CodeRule, lerrs)...)
 	}
 	if len(errs) > 0 {
 		errs.Sort()
 		return nil, nil, errs.Cap()
 	}
-	if err := s.runTests(ctx); err != nil {
+	s := &Snapshot{Version: files.Version, LoadedAt: time.Now(), Decider: decide.New(parts), ruleFiles: parsed}
+	cov, err := s.RunTests(ctx, parsed)
+	s.coverage = cov
+	if err != nil {
 		var list source.Errors
 		if errors.As(err, &list) {
 			return s, list, nil
@@ -407,34 +411,36 @@ func count(path string, entries []*yaml.Node, total *int, limit int, what string
 	return source.Errors{source.Errorf(source.At(path, entries[limit-*total]), "too many %ss: this is %s %d of the configuration (limit %d)", what, what, limit+1, limit)}
 }
 
-// linkRules points every rule at the program it renders: its persona's, with the rule's `set`
-// merged over it and its own client label.
-func (s *Snapshot) linkRules() source.Errors {
+// linkRules points every rule at the program it renders, by rule order: its persona's, with
+// the rule's `set` merged over it and its own client label.
+func linkRules(set *rules.Set, templates map[string]*persona.Template) ([]decide.Route, source.Errors) {
 	var errs source.Errors
-	for _, r := range s.rules.Rules() {
+	routes := make([]decide.Route, len(set.Rules()))
+	ids := slices.Sorted(maps.Keys(templates))
+	for _, r := range set.Rules() {
 		if r.Overlay {
-			s.routes[r.Order] = route{program: persona.CompilePatch(r.Set)}
+			routes[r.Order] = decide.Route{Program: persona.CompilePatch(r.Set)}
 			continue
 		}
-		t, ok := s.personas[r.Persona]
+		t, ok := templates[r.Persona]
 		if !ok {
-			errs.Addf(r.PersonaPos, "rule %q names persona %q, which does not exist%s (personas: %s)", r.Name, r.Persona, source.Suggest(r.Persona, s.PersonaIDs()), strings.Join(s.PersonaIDs(), ", "))
+			errs.Addf(r.PersonaPos, "rule %q names persona %q, which does not exist%s (personas: %s)", r.Name, r.Persona, source.Suggest(r.Persona, ids), strings.Join(ids, ", "))
 			continue
 		}
 		prog, lerrs := t.Link(r.Set, r.Name, r.Pos)
 		errs.Add(lerrs...)
-		s.routes[r.Order] = route{persona: t.ID, program: prog}
+		routes[r.Order] = decide.Route{Persona: t.ID, Program: prog}
 	}
-	errs.Add(s.checkOverlays()...)
-	return errs
+	errs.Add(checkOverlays(set, templates)...)
+	return routes, errs
 }
 
 // checkOverlays checks every overlay merged over every route it could apply to (each rule
 // that picks a persona, and the default), so that an overlay that cannot fit one of them
 // fails the load rather than the requests it would change.
-func (s *Snapshot) checkOverlays() source.Errors {
+func checkOverlays(set *rules.Set, templates map[string]*persona.Template) source.Errors {
 	var errs source.Errors
-	for _, o := range s.rules.Rules() {
+	for _, o := range set.Rules() {
 		if !o.Overlay {
 			continue
 		}
@@ -442,9 +448,9 @@ func (s *Snapshot) checkOverlays() source.Errors {
 			errs.Addf(at, "overlay %q sets personaId: an overlay changes the persona another rule chose, it cannot swap it for a saved one", o.Name)
 			continue
 		}
-		errs.Add(s.personas[persona.DefaultID].CheckOverlay(nil, o.Set, o.Name, o.Pos)...)
-		for _, r := range s.rules.Rules() {
-			if t, ok := s.personas[r.Persona]; ok && !r.Overlay {
+		errs.Add(templates[persona.DefaultID].CheckOverlay(nil, o.Set, o.Name, o.Pos)...)
+		for _, r := range set.Rules() {
+			if t, ok := templates[r.Persona]; ok && !r.Overlay {
 				errs.Add(t.CheckOverlay(r.Set, o.Set, o.Name, o.Pos)...)
 			}
 		}

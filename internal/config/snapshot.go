@@ -1,255 +1,50 @@
 package config
 
 import (
-	"encoding/json"
-	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/persona-router/persona-router/internal/budget"
-	"github.com/persona-router/persona-router/internal/catalogue"
+	"github.com/persona-router/persona-router/internal/decide"
 	"github.com/persona-router/persona-router/internal/expression"
-	"github.com/persona-router/persona-router/internal/persona"
 	"github.com/persona-router/persona-router/internal/rules"
-	"github.com/persona-router/persona-router/internal/schema"
+	"github.com/persona-router/persona-router/internal/source"
 )
 
-// Snapshot is one complete, valid configuration. It is never modified after Load returns it,
-// so any number of requests may use it at once; a reload builds a new one.
+// Snapshot is one complete, valid configuration: the decider of its rules and personas, and
+// what the loader learnt about them. It is never modified after Load returns it, so any number
+// of requests may use it at once; a reload builds a new one.
 type Snapshot struct {
 	// Version identifies the configuration by the hash of its files.
 	Version  string
 	LoadedAt time.Time
 
-	layout    *expression.Layout
-	personas  map[string]*persona.Template
-	rules     *rules.Set
+	// Decider decides requests with this configuration; its methods (Decide, Explain,
+	// Claims…) are the snapshot's.
+	*decide.Decider
+
 	ruleFiles []*rules.File
-	metadata  *schema.Schema
-	budgets   []*budget.Budget
-	// budgetsReadPersona tells whether a budget reads persona, decoded then per request.
-	budgetsReadPersona bool
-	// routes holds, by rule order, the persona each rule renders.
-	routes   []route
-	fallback route
-	tests    int
-	// uncovered lists the rules no rule test reaches.
-	uncovered []*rules.Rule
+	coverage  decide.Coverage
 }
-
-// route is what one rule (or the fallback) renders.
-type route struct {
-	persona string
-	program *persona.Program
-}
-
-// Result is the outcome of routing one request.
-type Result struct {
-	// Persona is the id of the template rendered.
-	Persona string
-	// Rule is the rule that matched, or nil for the default persona.
-	Rule *rules.Rule
-	// Overlays lists the overlay rules applied over the persona, in the order applied.
-	Overlays []*rules.Rule
-	// Body is the session-token request sent to Anam, JSON; nil when Err is not. Release gives
-	// its buffer back.
-	Body *persona.Body
-	// Err is a rendering failure: a placeholder that failed, or gave a value the catalogue
-	// refuses (*persona.RenderError names the field).
-	Err error
-	// Trace lists the rules tried, when asked for.
-	Trace []rules.Step
-	// Failed lists rules whose `when` failed at run time.
-	Failed []rules.Step
-}
-
-// Release gives the rendered body's buffer back for reuse; Body must not be used afterwards.
-// A Result that is not released is collected as usual.
-func (r *Result) Release() {
-	r.Body.Release()
-	r.Body = nil
-}
-
-// Request returns the rendered session-token request, nil when rendering failed.
-func (r *Result) Request() []byte {
-	if r.Body == nil {
-		return nil
-	}
-	return r.Body.Bytes()
-}
-
-// Reason is "rule" when a rule matched, "default" otherwise.
-func (r *Result) Reason() string {
-	if r.Rule == nil {
-		return "default"
-	}
-	return "rule"
-}
-
-// Resolve decides which persona serves in and renders it. With trace, every rule tried is
-// recorded.
-func (s *Snapshot) Resolve(in expression.Input, trace bool) Result {
-	ev := expression.Acquire(in, s.layout)
-	defer ev.Release()
-	d := s.rules.Decide(ev, in.Context, trace)
-	rt := s.fallback
-	if d.Rule != nil {
-		rt = s.routes[d.Rule.Order]
-	}
-	if rt.program.Stateful {
-		d.Overlays = nil // overlays leave a persona saved in Anam Lab as it is
-	}
-	body, err := rt.program.Render(ev)
-	if err == nil && len(d.Overlays) > 0 {
-		body, err = s.overlay(in, body, d.Overlays)
-	}
-	return Result{Persona: rt.persona, Rule: d.Rule, Overlays: d.Overlays, Body: body, Err: err, Trace: d.Trace, Failed: d.Failed}
-}
-
-// Metadata is the declared metadata schema (it may declare nothing).
-func (s *Snapshot) Metadata() *schema.Schema { return s.metadata }
-
-// PersonaIDs lists the template ids, sorted.
-func (s *Snapshot) PersonaIDs() []string {
-	return slices.Sorted(maps.Keys(s.personas))
-}
-
-// Rules lists the rules in decision order. The slice must not be modified.
-func (s *Snapshot) Rules() []*rules.Rule { return s.rules.Rules() }
 
 // Tests is the number of rule tests that passed when the snapshot was loaded.
-func (s *Snapshot) Tests() int { return s.tests }
+func (s *Snapshot) Tests() int { return s.coverage.Passed }
 
 // Uncovered lists the rules that no rule test reaches.
-func (s *Snapshot) Uncovered() []*rules.Rule { return s.uncovered }
+func (s *Snapshot) Uncovered() []*rules.Rule { return s.coverage.Uncovered }
 
-// overlay applies overlay rules, in order, over a rendered request: each renders its set with
-// `persona` bound to the personaConfig rendered so far, and its fields merge deeply over the
-// request (null removes one). The result is checked against the catalogue as a whole, as the
-// mix of two rules' fields was never checked at load.
-func (s *Snapshot) overlay(in expression.Input, body *persona.Body, overlays []*rules.Rule) (*persona.Body, error) {
-	var request map[string]any
-	err := json.Unmarshal(body.Bytes(), &request)
-	body.Release()
-	if err != nil {
-		return nil, fmt.Errorf("decoding the rendered request: %w", err)
-	}
-	for _, r := range overlays {
-		pc, _ := request["personaConfig"].(map[string]any)
-		in.Persona = pc
-		ev := expression.Acquire(in, s.layout)
-		patch, err := s.routes[r.Order].program.Render(ev)
-		ev.Release()
-		if err != nil {
-			return nil, fmt.Errorf("overlay %q: %w", r.Name, err)
-		}
-		var fields map[string]any
-		err = json.Unmarshal(patch.Bytes(), &fields)
-		patch.Release()
-		if err != nil {
-			return nil, fmt.Errorf("overlay %q: decoding its fields: %w", r.Name, err)
-		}
-		mergeInto(request, fields)
-	}
-	// Tool parameters were checked when the configuration loaded, overlays over every route
-	// included; what is left to check is how the fields combine.
-	if problems := catalogue.ValidateRequest(request, nil); len(problems) > 0 {
-		names := make([]string, len(overlays))
-		for i, r := range overlays {
-			names[i] = r.Name
-		}
-		return nil, &persona.RenderError{Field: problems[0].At, Err: fmt.Errorf("%s (with overlays %s)", problems[0].Msg, strings.Join(names, ", "))}
-	}
-	out, err := json.Marshal(request)
-	if err != nil {
-		return nil, err
-	}
-	return persona.BodyOf(out), nil
+// TestRequest is the request of one rule test, for tools that replay them.
+type TestRequest struct {
+	Name  string
+	Pos   source.Pos
+	Input expression.Input
 }
 
-// mergeInto merges over into dst deeply: mappings key by key, anything else replaced, null
-// removing the key.
-func mergeInto(dst, over map[string]any) {
-	for k, v := range over {
-		switch v := v.(type) {
-		case nil:
-			delete(dst, k)
-		case map[string]any:
-			if d, ok := dst[k].(map[string]any); ok {
-				mergeInto(d, v)
-				continue
-			}
-			dst[k] = v
-		default:
-			dst[k] = v
+// TestRequests lists the requests of every rule test, in file order.
+func (s *Snapshot) TestRequests() []TestRequest {
+	var out []TestRequest
+	for _, f := range s.ruleFiles {
+		for _, t := range f.Tests {
+			out = append(out, TestRequest{Name: t.Name, Pos: t.Pos, Input: t.Input})
 		}
 	}
-}
-
-// Budgets lists the budgets of every rules file.
-func (s *Snapshot) Budgets() []*budget.Budget { return s.budgets }
-
-// Claims returns the budgets that apply to a decided request, with the key each is spent
-// under: fallback (the client address) stands for the user where the request has no user id.
-// Their expressions see the request, rule (the rule that chose the persona, "" for the
-// default) and persona (the rendered persona config). Budgets whose expressions fail are
-// returned in failed, and do not apply.
-func (s *Snapshot) Claims(in expression.Input, res *Result, fallback string, now time.Time) (claims []budget.Claim, failed []error) {
-	if len(s.budgets) == 0 {
-		return nil, nil
-	}
-	if res.Rule != nil {
-		in.Rule = res.Rule.Name
-	}
-	if s.budgetsReadPersona && res.Body != nil {
-		var request struct {
-			PersonaConfig map[string]any `json:"personaConfig"`
-		}
-		_ = json.Unmarshal(res.Request(), &request) // rendered by us
-		in.Persona = request.PersonaConfig
-	}
-	userID, _ := in.User["id"].(string)
-	ev := expression.Acquire(in, s.layout)
-	defer ev.Release()
-	return budget.Claims(s.budgets, ev, userID, fallback, now)
-}
-
-// SessionSeconds is the session length a rendered request asks for: its
-// maxSessionLengthSeconds, or def when it sets none.
-func (r *Result) SessionSeconds(def int) int {
-	var request struct {
-		PersonaConfig struct {
-			Max int `json:"maxSessionLengthSeconds"`
-		} `json:"personaConfig"`
-	}
-	if r.Body == nil || json.Unmarshal(r.Request(), &request) != nil || request.PersonaConfig.Max <= 0 {
-		return def
-	}
-	return request.PersonaConfig.Max
-}
-
-// Clamp lowers the rendered request's maxSessionLengthSeconds to seconds, so that the session
-// ends when the budget does.
-func (r *Result) Clamp(seconds int) error {
-	var request map[string]any
-	if err := json.Unmarshal(r.Request(), &request); err != nil {
-		return err
-	}
-	pc, ok := request["personaConfig"].(map[string]any)
-	if !ok {
-		return fmt.Errorf("the rendered request has no personaConfig")
-	}
-	if _, saved := pc["personaId"]; saved {
-		return nil // a persona saved in Anam Lab takes no other field: its length is Anam's
-	}
-	pc["maxSessionLengthSeconds"] = seconds
-	out, err := json.Marshal(request)
-	if err != nil {
-		return err
-	}
-	r.Body.Release()
-	r.Body = persona.BodyOf(out)
-	return nil
+	return out
 }

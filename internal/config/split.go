@@ -139,7 +139,7 @@ func (s *Snapshot) Split(ctx context.Context, in SplitInput) (*Split, error) {
 		}
 		counts[r] = &share
 	}
-	fallback := RuleShare{Persona: s.fallback.persona}
+	fallback := RuleShare{Persona: s.DefaultPersona()}
 	personas := make(map[string]int)
 	var seen map[string]int
 	if in.UserID != nil {
@@ -162,7 +162,7 @@ func (s *Snapshot) Split(ctx context.Context, in SplitInput) (*Split, error) {
 			}
 			seen[id] = i
 		}
-		res := s.Resolve(expression.Input{Context: in.Context, Metadata: in.Metadata, User: map[string]any{"id": id}}, false)
+		res := s.Decide(expression.Input{Context: in.Context, Metadata: in.Metadata, User: map[string]any{"id": id}}, false)
 		res.Release()
 		if res.Err != nil {
 			if sp.RenderErrors == 0 {

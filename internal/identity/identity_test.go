@@ -33,21 +33,46 @@ type keys struct {
 	ed  ed25519.PrivateKey
 }
 
+// keySets are two distinct sets of keys, generated once for the whole package: an RSA key
+// takes a good part of a second to generate under the race detector.
+var keySets = sync.OnceValues(func() ([2]keys, error) {
+	var sets [2]keys
+	for i := range sets {
+		r, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return sets, err
+		}
+		e, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return sets, err
+		}
+		_, d, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return sets, err
+		}
+		sets[i] = keys{rsa: r, ec: e, ed: d}
+	}
+	return sets, nil
+})
+
+// newKeys returns the package's keys.
 func newKeys(t *testing.T) keys {
 	t.Helper()
-	r, err := rsa.GenerateKey(rand.Reader, 2048)
+	sets, err := keySets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return sets[0]
+}
+
+// otherKeys returns keys that differ from newKeys' in every algorithm.
+func otherKeys(t *testing.T) keys {
+	t.Helper()
+	sets, err := keySets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, d, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys{rsa: r, ec: e, ed: d}
+	return sets[1]
 }
 
 // jwksServer serves a JWKS over real HTTP and counts fetches. Its keys can change.
@@ -188,7 +213,7 @@ func TestJWTAcceptsValidTokens(t *testing.T) {
 
 func TestJWTRefusals(t *testing.T) {
 	k := newKeys(t)
-	other := newKeys(t)
+	other := otherKeys(t)
 	jwks := newJWKS(t, map[string]any{"rsa-1": &k.rsa.PublicKey, "ec-1": &k.ec.PublicKey})
 	v := newVerifier(t, JWTOptions{Secret: secret, JWKSURL: jwks.URL})
 
@@ -307,7 +332,7 @@ func TestJWTFamiliesAreSeparate(t *testing.T) {
 
 func TestJWKSRotationAndUnknownKeyRefreshes(t *testing.T) {
 	k := newKeys(t)
-	rotated := newKeys(t)
+	rotated := otherKeys(t)
 	jwks := newJWKS(t, map[string]any{"old": &k.rsa.PublicKey})
 	v := newVerifier(t, JWTOptions{JWKSURL: jwks.URL, RefreshLimit: rate.Every(time.Hour)})
 	if _, fail := v.Identify(request("Bearer " + sign(t, jwt.SigningMethodRS256, k.rsa, "old", claims()))); fail != nil {

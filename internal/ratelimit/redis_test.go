@@ -18,7 +18,12 @@ var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
 func dial(t *testing.T, srv *redistest.Server) *redis.Client {
 	t.Helper()
-	c, err := budget.DialRedis(srv.URL(), "")
+	return dialURL(t, srv.URL())
+}
+
+func dialURL(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	c, err := budget.DialRedis(url, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,13 +32,14 @@ func dial(t *testing.T, srv *redistest.Server) *redis.Client {
 }
 
 // replicas returns n limits sharing srv, as n replicas of the server would, on the clock now.
-// Their deadline is long: these tests are about counting, and a burst of goroutines dialling
-// dozens of connections at once under the race detector can take longer than 50 ms.
+// Their deadline and pool timeout are long: these tests are about counting, and a burst of
+// goroutines dialling dozens of connections at once under the race detector, on a busy
+// machine, can take longer than 50 ms, or wait longer than 100 ms for a connection.
 func replicas(t *testing.T, srv *redistest.Server, n int, spec Spec, burst int, now func() time.Time) []*Redis {
 	t.Helper()
 	out := make([]*Redis, n)
 	for i := range out {
-		r, err := NewRedis(dial(t, srv), "", spec, burst)
+		r, err := NewRedis(dialURL(t, srv.URL()+"?pool_timeout=5s"), "", spec, burst)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -83,7 +83,9 @@ func FuzzTokenRequest(f *testing.F) {
 				t.Fatalf("accepted context %q", req.Context)
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
-			if answer["code"] == "" || answer["error"] == "" {
+			code, hasCode := answer["code"].(string)
+			msg, hasMsg := answer["error"].(string)
+			if !hasCode || code == "" || !hasMsg || msg == "" {
 				t.Fatalf("error without code and message: %s", rec.Body.String())
 			}
 		default:

@@ -2,7 +2,6 @@ package server
 
 import (
 	"math"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -20,7 +19,7 @@ func (s *Server) identify() gin.HandlerFunc {
 			s.metrics.authFailures.WithLabelValues(fail.Reason).Inc()
 			logOf(c).authFailure = fail.Reason
 			c.Header("WWW-Authenticate", fail.Challenge)
-			abort(c, &apiError{status: http.StatusUnauthorized, code: codeUnauthorized, message: fail.Message})
+			abort(c, &apiError{code: codeUnauthorized, message: fail.Message})
 			return
 		}
 		if user != nil {
@@ -72,5 +71,5 @@ func callerKey(c *gin.Context) string {
 func (s *Server) rateLimited(c *gin.Context, wait time.Duration) {
 	s.metrics.rateLimited.Inc()
 	c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-	abort(c, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many session requests; retry later"})
+	abort(c, &apiError{code: codeRateLimited, message: "too many session requests; retry later"})
 }

@@ -128,7 +128,7 @@ func (s *Server) recover() gin.HandlerFunc {
 					panic(p)
 				}
 				s.log.Error("panic serving request", "request_id", logOf(c).id, "panic", p)
-				abort(c, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
+				abort(c, &apiError{code: codeInternal, message: "internal error"})
 			}
 		}()
 		c.Next()
@@ -166,7 +166,7 @@ func (s *Server) requireAdmin() gin.HandlerFunc {
 		sum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="persona-router admin"`)
-			abort(c, &apiError{status: http.StatusUnauthorized, code: codeUnauthorized, message: "admin token missing or wrong"})
+			abort(c, &apiError{code: codeUnauthorized, message: "admin token missing or wrong"})
 			return
 		}
 		c.Next()

@@ -67,20 +67,15 @@ func (s *Server) handleAdminReload() gin.HandlerFunc {
 		defer cancel()
 		st, err := s.reloader.Reload(ctx, reload.TriggerAdmin)
 		if errors.Is(err, context.DeadlineExceeded) {
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeInternal, message: fmt.Sprintf("reload did not finish within %s: another reload was running; the last good configuration keeps serving, try again", wait)})
+			abort(c, &apiError{code: codeUnfinished, message: fmt.Sprintf("reload did not finish within %s: another reload was running; the last good configuration keeps serving, try again", wait)})
 			return
 		}
 		if err != nil {
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeInternal, message: "reload did not run: " + err.Error()})
+			abort(c, &apiError{code: codeUnfinished, message: "reload did not run: " + err.Error()})
 			return
 		}
 		if !st.OK {
-			logOf(c).code = codeInvalidConfig
-			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, gin.H{
-				"error":  "configuration rejected; the last good configuration keeps serving",
-				"code":   codeInvalidConfig,
-				"errors": st.Errors,
-			})
+			abort(c, &apiError{code: codeInvalidConfig, message: "configuration rejected; the last good configuration keeps serving", errs: st.Errors})
 			return
 		}
 		c.JSON(http.StatusOK, st)

@@ -53,8 +53,8 @@ func TestAdminReloadAnswersWithinTheDeadline(t *testing.T) {
 		t.Errorf("status %d, want 503", resp.StatusCode)
 	}
 	code, ok := body["code"]
-	if !ok || code != codeInternal {
-		t.Errorf("code = %v (present %v), want %q", code, ok, codeInternal)
+	if !ok || code != "internal_error" {
+		t.Errorf("code = %v (present %v), want internal_error", code, ok)
 	}
 	msg, ok := body["error"].(string)
 	if !ok || !strings.Contains(msg, "reload did not finish within 1.01s") {

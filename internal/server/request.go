@@ -58,7 +58,7 @@ func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 	case err == io.EOF:
 		return nil // no body at all: the default route
 	case errors.As(err, &tooLarge):
-		return &apiError{status: http.StatusRequestEntityTooLarge, code: codeBodyTooLarge,
+		return &apiError{code: codeBodyTooLarge,
 			message: fmt.Sprintf("request body is over %d KiB", maxBody>>10)}
 	case errors.As(err, &typeErr):
 		switch field := typeErr.Field; {
@@ -80,7 +80,7 @@ func decodeBody(c *gin.Context, dst any, fields string) *apiError {
 	case errors.As(err, &netErr) && netErr.Timeout():
 		// The client sent the body too slowly for the server's read timeout. The error's own
 		// text names the socket addresses, which are nobody's business.
-		return &apiError{status: http.StatusRequestTimeout, code: codeRequestTimeout, message: "reading the request body timed out"}
+		return &apiError{code: codeRequestTimeout, message: "reading the request body timed out"}
 	default:
 		// Any other read error: the connection failed under the body. Its text names socket
 		// addresses too.

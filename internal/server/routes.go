@@ -1,8 +1,6 @@
 package server
 
 import (
-	"net/http"
-
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -37,9 +35,9 @@ func (s *Server) routes() {
 	}
 
 	r.NoRoute(func(c *gin.Context) {
-		abort(c, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such endpoint"})
+		abort(c, &apiError{code: codeNotFound, message: "no such endpoint"})
 	})
 	r.NoMethod(func(c *gin.Context) {
-		abort(c, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, message: "method not allowed"})
+		abort(c, &apiError{code: codeMethodNotAllowed, message: "method not allowed"})
 	})
 }

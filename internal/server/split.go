@@ -46,13 +46,13 @@ func (s *Server) handleAdminSplit() gin.HandlerFunc {
 		sp, err := snap.Split(c.Request.Context(), config.SplitInput{Context: in.Context, Metadata: in.Metadata, Users: users})
 		var invalid *config.InvalidInput
 		switch {
-		case errors.As(err, &invalid) && invalid.Code == codeInvalidMetadata:
-			abort(c, &apiError{status: http.StatusUnprocessableEntity, code: codeInvalidMetadata, message: invalid.Error()})
+		case errors.As(err, &invalid) && invalid.Code == codeInvalidMetadata.String():
+			abort(c, &apiError{code: codeInvalidMetadata, message: invalid.Error()})
 		case errors.As(err, &invalid):
 			abort(c, invalidRequest(invalid.Error()))
 		case err != nil:
 			// The client went away: nobody reads the answer.
-			abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeInternal, message: "split did not finish: " + err.Error()})
+			abort(c, &apiError{code: codeUnfinished, message: "split did not finish: " + err.Error()})
 		default:
 			c.JSON(http.StatusOK, sp)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/budget"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/decide"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/schema"
 )
@@ -43,10 +44,10 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 			return
 		}
 		if err := snap.Metadata().Validate(in.Metadata); err != nil {
-			abort(c, &apiError{status: http.StatusUnprocessableEntity, code: codeInvalidMetadata, message: err.Error()})
+			abort(c, &apiError{code: codeInvalidMetadata, message: err.Error()})
 			return
 		}
-		res := snap.Resolve(in, false)
+		res := snap.Decide(in, false)
 		rule := ""
 		if res.Rule != nil {
 			rule = res.Rule.Name
@@ -62,7 +63,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		if res.Err != nil {
 			s.log.Error("persona cannot be rendered for this request", "request_id", rl.id,
 				"persona", res.Persona, "rule", rule, "config_version", snap.Version, "error", res.Err.Error())
-			abort(c, &apiError{status: http.StatusInternalServerError, code: codeRenderFailed,
+			abort(c, &apiError{code: codeRenderFailed,
 				message: "the persona chosen for this request cannot be rendered; the service's log says why"})
 			return
 		}
@@ -118,13 +119,13 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 	id := rl.id
 	if errors.Is(context.Cause(c.Request.Context()), ErrShuttingDown) {
 		s.log.Warn("Anam call cut short: the service is shutting down", "request_id", id)
-		return &apiError{status: http.StatusServiceUnavailable, code: codeShuttingDown, message: "the service is shutting down; retry"}
+		return &apiError{code: codeShuttingDown, message: "the service is shutting down; retry"}
 	}
 	var ae *anam.Error
 	if !errors.As(err, &ae) {
 		s.log.Error("anam call failed", "request_id", id, "error", err.Error())
 		s.metrics.anamRequests.WithLabelValues(anam.Unavailable.String()).Inc()
-		return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable, message: "Anam could not be reached"}
+		return &apiError{code: codeUpstreamUnavailable, message: "Anam could not be reached"}
 	}
 	s.metrics.anamRequests.WithLabelValues(ae.Kind.String()).Inc()
 	if ae.Status != 0 {
@@ -134,20 +135,20 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 	switch ae.Kind {
 	case anam.AuthFailed:
 		s.log.Error("Anam refused the API key: check ANAM_API_KEY and its permissions", attrs...)
-		return &apiError{status: http.StatusBadGateway, code: codeUpstreamAuthFailed, message: "Anam refused this service's credentials"}
+		return &apiError{code: codeUpstreamAuthFailed, message: "Anam refused this service's credentials"}
 	case anam.Rejected:
 		s.log.Error("Anam rejected the session-token request: check the persona configuration", attrs...)
-		return &apiError{status: http.StatusBadGateway, code: codeUpstreamRejected, message: "Anam rejected the session request"}
+		return &apiError{code: codeUpstreamRejected, message: "Anam rejected the session request"}
 	case anam.RateLimited:
 		s.log.Warn("Anam rate-limited the session-token request", attrs...)
 		c.Header("Retry-After", strconv.Itoa(max(int(math.Ceil(ae.RetryAfter.Seconds())), 1)))
-		return &apiError{status: http.StatusTooManyRequests, code: codeUpstreamRateLimited, message: "Anam is rate-limiting session requests; retry later"}
+		return &apiError{code: codeUpstreamRateLimited, message: "Anam is rate-limiting session requests; retry later"}
 	case anam.Timeout:
 		s.log.Error("Anam did not answer in time", attrs...)
-		return &apiError{status: http.StatusGatewayTimeout, code: codeUpstreamTimeout, message: "Anam did not answer in time"}
+		return &apiError{code: codeUpstreamTimeout, message: "Anam did not answer in time"}
 	default:
 		s.log.Error("Anam is unavailable", attrs...)
-		return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable, message: "Anam is unavailable"}
+		return &apiError{code: codeUpstreamUnavailable, message: "Anam is unavailable"}
 	}
 }
 
@@ -155,7 +156,7 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 // what a minutes budget has left. It answers the request itself (429 budget_exhausted, or 503
 // when the store fails) and returns false when the request must stop; the reservation is nil
 // when no budget applies or the store failed and requests go ahead.
-func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.Input, res *config.Result) (*budget.Reservation, bool) {
+func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.Input, res *decide.Result) (*budget.Reservation, bool) {
 	rl := logOf(c)
 	now := time.Now()
 	claims, failed := snap.Claims(in, res, "ip:"+c.ClientIP(), now)
@@ -189,7 +190,7 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 	case errors.As(err, &refusal):
 		s.metrics.budgetRefusals.WithLabelValues(refusal.Budget).Inc()
 		c.Header("Retry-After", strconv.Itoa(refusal.RetryAfterSeconds()))
-		abort(c, &apiError{status: http.StatusTooManyRequests, code: codeBudgetExhausted, message: refusal.Error()})
+		abort(c, &apiError{code: codeBudgetExhausted, message: refusal.Error()})
 		return nil, false
 	case err != nil:
 		return nil, s.storeError(c, err)
@@ -212,7 +213,7 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 func (s *Server) storeError(c *gin.Context, err error) bool {
 	s.storeFailed(logOf(c).id, err)
 	if s.denyOnStore {
-		abort(c, &apiError{status: http.StatusServiceUnavailable, code: codeStoreUnavailable, message: "budgets and limits cannot be checked right now; retry"})
+		abort(c, &apiError{code: codeStoreUnavailable, message: "budgets and limits cannot be checked right now; retry"})
 		return false
 	}
 	return true

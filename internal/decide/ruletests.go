@@ -1,4 +1,4 @@
-package config
+package decide
 
 import (
 	"context"
@@ -18,29 +18,37 @@ import (
 	"github.com/persona-router/persona-router/internal/source"
 )
 
-// runTests runs every rule test against the snapshot and records which rules they reach. A
-// failing test fails the load: each failing expectation is reported at its own line, with what
-// it got and wanted. A test that names a rule or persona no file defines, or whose request the
-// service would refuse, is reported at that name or key. When ctx ends, it stops between two
-// tests and returns ctx's error: each test's evaluations are bounded by the expression budget,
-// so it stops promptly.
-func (s *Snapshot) runTests(ctx context.Context) error {
+// Coverage is what the rule tests of a configuration found: how many passed, and which rules
+// none of them reaches.
+type Coverage struct {
+	Passed    int
+	Uncovered []*rules.Rule
+}
+
+// RunTests runs the rule tests of files against the decider and records which rules they
+// reach. A failing test fails the load: each failing expectation is reported at its own line,
+// with what it got and wanted, in a source.Errors. A test that names a rule or persona no file
+// defines, or whose request the service would refuse, is reported at that name or key. When
+// ctx ends, it stops between two tests and returns ctx's error: each test's evaluations are
+// bounded by the expression budget, so it stops promptly.
+func (d *Decider) RunTests(ctx context.Context, files []*rules.File) (Coverage, error) {
 	var errs source.Errors
+	var cov Coverage
 	reached := make(map[*rules.Rule]bool)
-	for _, f := range s.ruleFiles {
+	for _, f := range files {
 		for _, t := range f.Tests {
 			if err := ctx.Err(); err != nil {
-				return err
+				return Coverage{}, err
 			}
-			if names := s.unknownNames(t); len(names) > 0 {
+			if names := d.unknownNames(t); len(names) > 0 {
 				errs.Add(source.Coded(source.CodeTestInvalid, names)...)
 				continue
 			}
-			if refused := s.refused(t); refused != nil {
+			if refused := d.refused(t); refused != nil {
 				errs.Add(source.Coded(source.CodeTestInvalid, source.Errors{refused})...)
 				continue
 			}
-			res := s.Resolve(t.Input, false)
+			res := d.Decide(t.Input, false)
 			if res.Rule != nil {
 				reached[res.Rule] = true
 			}
@@ -55,46 +63,46 @@ func (s *Snapshot) runTests(ctx context.Context) error {
 				}
 				continue
 			}
-			s.tests++
+			cov.Passed++
 		}
 	}
-	for _, r := range s.rules.Rules() {
+	for _, r := range d.rules.Rules() {
 		if !reached[r] {
-			s.uncovered = append(s.uncovered, r)
+			cov.Uncovered = append(cov.Uncovered, r)
 		}
 	}
-	return errs.Err()
+	return cov, errs.Err()
 }
 
 // unknownNames reports an expect.rule or expect.persona that names nothing the configuration
 // defines: a typo, not a routing result.
-func (s *Snapshot) unknownNames(t *rules.Test) source.Errors {
+func (d *Decider) unknownNames(t *rules.Test) source.Errors {
 	var errs source.Errors
-	if t.ExpectRule != nil && !slices.ContainsFunc(s.Rules(), func(r *rules.Rule) bool { return r.Name == *t.ExpectRule }) {
-		names := make([]string, len(s.Rules()))
-		for i, r := range s.Rules() {
+	if t.ExpectRule != nil && !slices.ContainsFunc(d.Rules(), func(r *rules.Rule) bool { return r.Name == *t.ExpectRule }) {
+		names := make([]string, len(d.Rules()))
+		for i, r := range d.Rules() {
 			names[i] = r.Name
 		}
 		errs.Addf(t.RulePos, "test %q: expect.rule names %q, which no rules file defines%s (null means no rule)", t.Name, *t.ExpectRule, source.Suggest(*t.ExpectRule, names))
 	}
 	for _, name := range t.ExpectOverlays {
-		if !slices.ContainsFunc(s.Rules(), func(r *rules.Rule) bool { return r.Name == name && r.Overlay }) {
+		if !slices.ContainsFunc(d.Rules(), func(r *rules.Rule) bool { return r.Name == name && r.Overlay }) {
 			errs.Addf(t.OverlaysPos, "test %q: expect.overlays names %q, which is no overlay rule", t.Name, name)
 		}
 	}
-	if t.ExpectPersona != nil && s.personas[*t.ExpectPersona] == nil {
-		errs.Addf(t.PersonaPos, "test %q: expect.persona names %q, which no persona file defines%s (personas: %s)", t.Name, *t.ExpectPersona, source.Suggest(*t.ExpectPersona, s.PersonaIDs()), strings.Join(s.PersonaIDs(), ", "))
+	if t.ExpectPersona != nil && !slices.Contains(d.personas, *t.ExpectPersona) {
+		errs.Addf(t.PersonaPos, "test %q: expect.persona names %q, which no persona file defines%s (personas: %s)", t.Name, *t.ExpectPersona, source.Suggest(*t.ExpectPersona, d.PersonaIDs()), strings.Join(d.PersonaIDs(), ", "))
 	}
 	return errs
 }
 
 // refused reports a test request the token endpoint would refuse, at the key at fault, with the
 // answer it would get.
-func (s *Snapshot) refused(t *rules.Test) *source.Error {
+func (d *Decider) refused(t *rules.Test) *source.Error {
 	if !schema.ValidContext(t.Input.Context) {
 		return source.Errorf(requestPos(t, "context"), "test %q: its request would be refused with 400 invalid_request: %s", t.Name, schema.ContextRule)
 	}
-	err := s.metadata.Validate(t.Input.Metadata)
+	err := d.metadata.Validate(t.Input.Metadata)
 	if err == nil {
 		return nil
 	}

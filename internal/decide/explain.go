@@ -1,4 +1,4 @@
-package config
+package decide
 
 import (
 	"context"
@@ -50,15 +50,15 @@ type BudgetState struct {
 
 // ExplainBudgets fills in e's budgets: those that apply to in, with what store says they have
 // left. fallback stands for the user's key when the request has no user id.
-func (s *Snapshot) ExplainBudgets(ctx context.Context, e *Explanation, in expression.Input, store budget.Store, fallback string) error {
+func (d *Decider) ExplainBudgets(ctx context.Context, e *Explanation, in expression.Input, store budget.Store, fallback string) error {
 	e.Budgets = []BudgetState{}
-	if e.Refused != nil || len(s.budgets) == 0 {
+	if e.Refused != nil || len(d.budgets) == 0 {
 		return nil
 	}
-	res := s.Resolve(in, false)
+	res := d.Decide(in, false)
 	defer res.Release()
 	now := time.Now()
-	claims, _ := s.Claims(in, &res, fallback, now)
+	claims, _ := d.Claims(in, &res, fallback, now)
 	left, err := store.Remaining(ctx, now, claims)
 	if err != nil {
 		return err
@@ -105,11 +105,11 @@ type TraceStep struct {
 // Refusal returns what the token endpoint would answer instead of deciding in: a context that
 // is not an identifier (400), metadata beyond the bounds or breaking the schema (422); nil
 // when it would decide.
-func (s *Snapshot) Refusal(in expression.Input) *Refusal {
+func (d *Decider) Refusal(in expression.Input) *Refusal {
 	if !schema.ValidContext(in.Context) {
 		return &Refusal{Status: 400, Code: "invalid_request", Error: schema.ContextRule}
 	}
-	if err := s.metadata.Validate(in.Metadata); err != nil {
+	if err := d.metadata.Validate(in.Metadata); err != nil {
 		return &Refusal{Status: 422, Code: "invalid_metadata", Error: err.Error()}
 	}
 	return nil
@@ -118,16 +118,16 @@ func (s *Snapshot) Refusal(in expression.Input) *Refusal {
 // Explain decides in as the token endpoint would, with a trace, and spells out the result:
 // the refusal the endpoint would give, or the decision. With all, the trace also lists the
 // rules the context index skipped.
-func (s *Snapshot) Explain(in expression.Input, all bool) Explanation {
-	if r := s.Refusal(in); r != nil {
-		return Explanation{Refused: r, ConfigVersion: s.Version}
+func (d *Decider) Explain(in expression.Input, all bool) Explanation {
+	if r := d.Refusal(in); r != nil {
+		return Explanation{Refused: r, ConfigVersion: d.version}
 	}
-	res := s.Resolve(in, true)
+	res := d.Decide(in, true)
 	e := Explanation{
-		Hint:          s.rules.ContextHint(in.Context),
+		Hint:          d.rules.ContextHint(in.Context),
 		Persona:       res.Persona,
 		Reason:        res.Reason(),
-		ConfigVersion: s.Version,
+		ConfigVersion: d.version,
 		Trace:         make([]TraceStep, 0, len(res.Trace)),
 	}
 	if res.Rule != nil {
@@ -161,7 +161,7 @@ func (s *Snapshot) Explain(in expression.Input, all bool) Explanation {
 		e.Trace = append(e.Trace, step)
 	}
 	if all {
-		for _, r := range s.rules.Skipped(in.Context) {
+		for _, r := range d.rules.Skipped(in.Context) {
 			e.Trace = append(e.Trace, TraceStep{Rule: r.Name, Skipped: "context"})
 		}
 	}
