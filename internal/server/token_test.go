@@ -307,15 +307,19 @@ func TestTokenFailedCallReleasesBudget(t *testing.T) {
 }
 
 // fakeAnam is Anam's session-token endpoint answering with the statuses of script in turn
-// (the last repeats); 200 carries a token. It records the requests it received.
+// (the last repeats; an empty script answers 200); 200 carries token (default
+// "anam.token.sig"). It records the requests it received, traceparent headers included ("" when
+// absent).
 type fakeAnam struct {
 	script []int
 	// retryAfter is the Retry-After of a 429.
-	retryAfter string
-	calls      atomic.Int32
-	mu         sync.Mutex
-	auth       []string
-	bodies     []string
+	retryAfter   string
+	token        string
+	calls        atomic.Int32
+	mu           sync.Mutex
+	auth         []string
+	bodies       []string
+	traceparents []string
 }
 
 func (f *fakeAnam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -324,21 +328,36 @@ func (f *fakeAnam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	f.bodies = append(f.bodies, string(body))
+	f.traceparents = append(f.traceparents, r.Header.Get("traceparent"))
 	f.mu.Unlock()
-	status := f.script[min(n, len(f.script))-1]
+	status := http.StatusOK
+	if len(f.script) > 0 {
+		status = f.script[min(n, len(f.script))-1]
+	}
 	w.Header().Set("Content-Type", "application/json")
 	switch status {
 	case 0: // no answer until the caller gives up
 		<-r.Context().Done()
 		return
 	case http.StatusOK:
-		_, _ = io.WriteString(w, `{"sessionToken": "anam.token.sig"}`)
+		token := f.token
+		if token == "" {
+			token = "anam.token.sig"
+		}
+		_, _ = io.WriteString(w, `{"sessionToken": "`+token+`"}`)
 		return
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", f.retryAfter)
 	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, `{"message": "upstream-detail"}`)
+}
+
+// received is the traceparent header of every request, in order.
+func (f *fakeAnam) received() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.traceparents...)
 }
 
 // End to end through the real Anam client against a fake Anam, with a millisecond backoff:

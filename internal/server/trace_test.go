@@ -12,13 +12,12 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -33,39 +32,6 @@ const (
 	traceAPIKey = "anam-key-do-not-trace"
 	traceToken  = "tok.en-do-not-trace.sig"
 )
-
-// fakeAnam answers the session-token endpoint with the statuses it is given, in turn, then
-// with a token, and records the traceparent header of every request it receives ("" when
-// absent).
-type fakeAnam struct {
-	mu           sync.Mutex
-	statuses     []int
-	traceparents []string
-}
-
-func (f *fakeAnam) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	f.mu.Lock()
-	f.traceparents = append(f.traceparents, r.Header.Get("traceparent"))
-	status := http.StatusOK
-	if len(f.statuses) > 0 {
-		status, f.statuses = f.statuses[0], f.statuses[1:]
-	}
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	if status == http.StatusOK {
-		_, _ = io.WriteString(w, `{"sessionToken": "`+traceToken+`"}`)
-		return
-	}
-	_, _ = io.WriteString(w, `{"message": "no"}`)
-}
-
-func (f *fakeAnam) received() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.traceparents...)
-}
 
 // tracedService is the token endpoint over real HTTP on a loopback port, with a real Anam
 // client calling anamFake over real HTTP. tp nil is the service with tracing off.
@@ -259,7 +225,7 @@ const frontendTrace = "0af7651916cd43dd8448eb211c80319c"
 
 func TestTokenRequestIsTracedFromServerToAnam(t *testing.T) {
 	tp, exporter := recordingProvider()
-	fake := &fakeAnam{}
+	fake := &fakeAnam{token: traceToken}
 	ts := newTracedService(t, tp, fake)
 	if len(otelHandlers(ts.srv)) == 0 {
 		t.Errorf("tracing on, yet no OpenTelemetry middleware is installed: %v", ts.srv.engine.Handlers)
@@ -329,7 +295,7 @@ func TestTokenRequestIsTracedFromServerToAnam(t *testing.T) {
 
 func TestAnamRetriesAreSpansAndEvents(t *testing.T) {
 	tp, exporter := recordingProvider()
-	fake := &fakeAnam{statuses: []int{http.StatusServiceUnavailable, http.StatusBadGateway}}
+	fake := &fakeAnam{token: traceToken, script: []int{http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusOK}}
 	ts := newTracedService(t, tp, fake)
 	status, _, answer := ts.post(t, `{"context": "sales"}`, "")
 	ts.close()
@@ -392,17 +358,17 @@ func TestFailedTokenRequestSpanHasTheErrorCode(t *testing.T) {
 		anam       []int
 		status     int
 		code       string
-		spanStatus codes.Code
+		spanStatus otelcodes.Code
 		decided    bool
 	}{
 		{name: "anam refuses the key", body: `{"context": "sales"}`, anam: []int{http.StatusUnauthorized},
-			status: http.StatusBadGateway, code: "upstream_auth_failed", spanStatus: codes.Error, decided: true},
+			status: http.StatusBadGateway, code: "upstream_auth_failed", spanStatus: otelcodes.Error, decided: true},
 		{name: "bad request", body: `{"context": 5}`,
-			status: http.StatusBadRequest, code: "invalid_request", spanStatus: codes.Unset},
+			status: http.StatusBadRequest, code: "invalid_request", spanStatus: otelcodes.Unset},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tp, exporter := recordingProvider()
-			ts := newTracedService(t, tp, &fakeAnam{statuses: tc.anam})
+			ts := newTracedService(t, tp, &fakeAnam{token: traceToken, script: tc.anam})
 			status, _, answer := ts.post(t, tc.body, "")
 			ts.close()
 			if code, ok := answer["code"]; status != tc.status || !ok || code != tc.code {
@@ -428,7 +394,7 @@ func TestFailedTokenRequestSpanHasTheErrorCode(t *testing.T) {
 
 func TestProbesAreNotTraced(t *testing.T) {
 	tp, exporter := recordingProvider()
-	ts := newTracedService(t, tp, &fakeAnam{})
+	ts := newTracedService(t, tp, &fakeAnam{token: traceToken})
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/nowhere"} {
 		resp, err := http.Get(ts.url + path)
 		if err != nil {
@@ -457,7 +423,7 @@ func TestTracingOffInstallsNothing(t *testing.T) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
 
-	fake := &fakeAnam{}
+	fake := &fakeAnam{token: traceToken}
 	ts := newTracedService(t, nil, fake)
 	if names := otelHandlers(ts.srv); len(names) != 0 {
 		t.Errorf("tracing off, yet middleware %v is installed", names)
