@@ -31,7 +31,7 @@ budgets:
 // Budgets end to end, over HTTP: sessions per window, minutes clamped then refused, open
 // sessions freed when their reserved time is over, and a failed Anam call given back.
 func TestBudgets(t *testing.T) {
-	token := func(s *service, body string) answer {
+	token := func(s *instance, body string) answer {
 		return s.post(t, "/api/session-token", []byte(body), "Content-Type", "application/json")
 	}
 	t.Run("sessions", func(t *testing.T) {

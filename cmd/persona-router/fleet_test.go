@@ -37,7 +37,7 @@ func buildBinary(t *testing.T) string {
 
 // replica is one persona-router process.
 type replica struct {
-	*service
+	*instance
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
 }
@@ -93,32 +93,24 @@ func startFleet(t *testing.T, bin string, n int, env map[string]string, args ...
 	var wg sync.WaitGroup
 	for i := range n {
 		logs := &syncBuffer{}
-		cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+		addrFile := filepath.Join(t.TempDir(), "addr")
+		cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--addr-file", addrFile}, args...)...)
 		cmd.Env = environ
 		cmd.Stdout, cmd.Stderr = io.Discard, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		r := &replica{service: &service{logs: logs}, cmd: cmd, done: make(chan struct{})}
-		go func() { _ = cmd.Wait(); close(r.done) }()
+		r := &replica{instance: &instance{logs: logs}, cmd: cmd, done: make(chan struct{})}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait(); close(r.done) }()
 		fleet[i] = r
 		wg.Go(func() {
-			deadline := time.After(10 * time.Second)
-			for {
-				if m := listening.FindStringSubmatch(logs.String()); m != nil {
-					r.url = "http://" + m[1] + m[2]
-					return
-				}
-				select {
-				case <-r.done:
-					errs[i] = fmt.Errorf("replica %d exited before listening: %v\n%s", i, cmd.ProcessState, logs.String())
-					return
-				case <-deadline:
-					errs[i] = fmt.Errorf("replica %d did not start:\n%s", i, logs.String())
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
+			addr, err := waitAddrFile(addrFile, exited)
+			if err != nil {
+				errs[i] = fmt.Errorf("replica %d: %v\n%s", i, err, logs.String())
+				return
 			}
+			r.url = "http://" + addr
 		})
 	}
 	wg.Wait()
@@ -416,6 +408,10 @@ func TestFleet(t *testing.T) {
 			if n := r.metric(t, errorsTotal); n < 1 {
 				t.Errorf("deny replica %d without Redis: %s = %v, want > 0", i, errorsTotal, n)
 			}
+			// Every request would be refused: the replica asks not to get any.
+			if s := getStatus(r.url + "/readyz"); s != http.StatusServiceUnavailable {
+				t.Errorf("deny replica %d without Redis: /readyz %d, want 503", i, s)
+			}
 		}
 
 		// Redis is back, empty: each fleet's budget of one session counts again. A request that
@@ -447,6 +443,14 @@ func TestFleet(t *testing.T) {
 			for i, r := range fleet {
 				if _, failing := adminConfigStore(t, r); failing {
 					t.Errorf("%s fleet, Redis back: replica %d's /admin/config says the store is failing", name, i)
+				}
+				// A deny replica is ready again: its readiness check reaches Redis.
+				ready := func() bool { return getStatus(r.url+"/readyz") == http.StatusOK }
+				for deadline := time.Now().Add(5 * time.Second); !ready() && time.Now().Before(deadline); {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if !ready() {
+					t.Errorf("%s fleet, Redis back: replica %d's /readyz is not 200", name, i)
 				}
 			}
 		}

@@ -57,7 +57,7 @@ func (c *liveConfig) flags(extra ...string) []string {
 }
 
 // startLive runs the service on c with the admin API on and a fake Anam.
-func startLive(t *testing.T, c *liveConfig, extra ...string) *service {
+func startLive(t *testing.T, c *liveConfig, extra ...string) *instance {
 	t.Helper()
 	u := newUpstream(t, nil)
 	return startService(t, map[string]string{"ANAM_API_KEY": testKey, "ADMIN_TOKEN": adminToken}, c.flags(append(extra, "--anam-url", u.URL)...)...)
@@ -65,7 +65,7 @@ func startLive(t *testing.T, c *liveConfig, extra ...string) *service {
 
 // liveName is the name of the persona the service would render now for a request without
 // context.
-func (s *service) liveName(t *testing.T) string {
+func (s *instance) liveName(t *testing.T) string {
 	t.Helper()
 	a := s.post(t, "/admin/explain", []byte(`{}`), "Authorization", "Bearer "+adminToken)
 	pc, _ := a.body["personaConfig"].(map[string]any)
@@ -73,7 +73,7 @@ func (s *service) liveName(t *testing.T) string {
 	return name
 }
 
-func (s *service) waitLive(t *testing.T, name string) {
+func (s *instance) waitLive(t *testing.T, name string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -86,7 +86,7 @@ func (s *service) waitLive(t *testing.T, name string) {
 }
 
 // adminConfig returns GET /admin/config.
-func (s *service) adminConfig(t *testing.T) map[string]any {
+func (s *instance) adminConfig(t *testing.T) map[string]any {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, s.url+"/admin/config", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -98,7 +98,7 @@ func (s *service) adminConfig(t *testing.T) map[string]any {
 }
 
 // metric returns the value of one series from /metrics.
-func (s *service) metric(t *testing.T, series string) float64 {
+func (s *instance) metric(t *testing.T, series string) float64 {
 	t.Helper()
 	resp, err := http.Get(s.url + "/metrics")
 	if err != nil {

@@ -9,11 +9,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,21 +43,23 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// service is persona-router running through run() on a loopback port.
-type service struct {
+// instance is persona-router running through run() on a loopback port.
+type instance struct {
 	url  string
 	logs *syncBuffer
 	stop func() error
 }
 
+// listening matches the log line that names the address listened on. Only bench_test.go still
+// reads it; every other test learns the address from --addr-file.
 var listening = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"|msg=listening addr=(\S+)`)
 
-// startService runs the program with args and env, waits until it listens, and stops it when
-// the test ends (checking it exits cleanly).
 // testSigningSecret is TOOL_SIGNING_SECRET in the tests' environment.
 const testSigningSecret = "test-signing-secret-of-32-bytes!"
 
-func startService(t *testing.T, env map[string]string, args ...string) *service {
+// startService runs the program with args and env, waits until it listens — its --addr-file
+// names the address — and stops it when the test ends (checking it exits cleanly).
+func startService(t *testing.T, env map[string]string, args ...string) *instance {
 	t.Helper()
 	joined := strings.Join(args, " ")
 	if !strings.Contains(joined, "--anam-url") && !strings.Contains(joined, "--sandbox") && env["ANAM_BASE_URL"] == "" {
@@ -67,41 +72,50 @@ func startService(t *testing.T, env map[string]string, args ...string) *service 
 		env["TOOL_SIGNING_SECRET"] = testSigningSecret // the shipped customer-support persona signs
 	}
 	getenv := func(k string) string { return env[k] }
+	addrFile := filepath.Join(t.TempDir(), "addr")
 	go func() {
-		done <- run(ctx, append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0"}, args...), getenv, io.Discard, logs)
+		done <- run(ctx, append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0", "--addr-file", addrFile}, args...), getenv, io.Discard, logs)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
+	addr, err := waitAddrFile(addrFile, done)
+	if err != nil {
+		cancel()
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	s := &instance{url: "http://" + addr, logs: logs}
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() { cancel(); stopErr = <-done })
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("service exited with %v", err)
+		}
+	})
+	s.waitHealthy(t)
+	return s
+}
+
+// waitAddrFile waits until the service writes its address to path, or exits (done).
+func waitAddrFile(path string, done <-chan error) (string, error) {
+	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if m := listening.FindStringSubmatch(logs.String()); m != nil {
-			s := &service{url: "http://" + m[1] + m[2], logs: logs}
-			var once sync.Once
-			var stopErr error
-			s.stop = func() error {
-				once.Do(func() { cancel(); stopErr = <-done })
-				return stopErr
-			}
-			t.Cleanup(func() {
-				if err := s.stop(); err != nil {
-					t.Errorf("service exited with %v", err)
-				}
-			})
-			s.waitHealthy(t)
-			return s
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b)), nil
 		}
 		select {
 		case err := <-done:
-			cancel()
-			t.Fatalf("service exited before listening: %v\n%s", err, logs.String())
-		case <-time.After(10 * time.Millisecond):
+			return "", fmt.Errorf("service exited before listening: %v", err)
+		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("service did not start:\n%s", logs.String())
+			return "", errors.New("service did not start")
 		}
 	}
 }
 
-func (s *service) waitHealthy(t *testing.T) {
+func (s *instance) waitHealthy(t *testing.T) {
 	t.Helper()
 	for range 100 {
 		resp, err := http.Get(s.url + "/healthz")
@@ -124,7 +138,7 @@ type answer struct {
 }
 
 // post sends body (nil for no body at all) with the given headers.
-func (s *service) post(t *testing.T, path string, body []byte, headers ...string) answer {
+func (s *instance) post(t *testing.T, path string, body []byte, headers ...string) answer {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -200,7 +214,7 @@ func (u *upstream) requests() []received {
 
 const testKey = "sk-test-4f1b9c0e-very-secret"
 
-func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ...string) *service {
+func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ...string) *instance {
 	t.Helper()
 	if env == nil {
 		env = map[string]string{}
