@@ -266,6 +266,7 @@ var configDirs = []struct{ dir, configMap, env string }{
 }
 
 func TestDeployKustomizationReferencesExist(t *testing.T) {
+	t.Parallel()
 	docs := deployDocs(t)
 	c := loadCluster(t, docs)
 	k := c.kustomization
@@ -383,6 +384,7 @@ func flagValue(args []string, name string) (string, bool) {
 }
 
 func TestDeployKubernetesFleet(t *testing.T) {
+	t.Parallel()
 	c := loadCluster(t, deployDocs(t))
 	d, ctr := routerContainer(t, c)
 	pod := d.Spec.Template.Spec
@@ -630,6 +632,7 @@ func nodeStrings(n yaml.Node) []string {
 var upstreamServer = regexp.MustCompile(`(?m)^\s*server\s+([A-Za-z0-9._-]+):(\d+)\b`)
 
 func TestDeployComposeFleet(t *testing.T) {
+	t.Parallel()
 	cf := loadCompose(t, deployDocs(t))
 	routers := routerServices(cf)
 	if len(routers) < 2 {
@@ -781,6 +784,7 @@ func serveFlags(t *testing.T) map[string]bool {
 }
 
 func TestDeployFlagsExist(t *testing.T) {
+	t.Parallel()
 	flags := serveFlags(t)
 	for _, rc := range routerCommands(t) {
 		for _, a := range rc.args {
@@ -825,6 +829,7 @@ func documentedEnv(t *testing.T) map[string]bool {
 }
 
 func TestDeployEnvDocumented(t *testing.T) {
+	t.Parallel()
 	documented := documentedEnv(t)
 	for _, rc := range routerCommands(t) {
 		for _, name := range rc.env {

@@ -226,6 +226,7 @@ func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ..
 }
 
 func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	a := s.post(t, "/api/session-token", nil)
@@ -273,6 +274,7 @@ func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
 }
 
 func TestTokenRoutesByContextAndMetadata(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil, "--auth", "header")
 	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise", "product": "Atlas", "region": "EU"}}`),
@@ -328,6 +330,7 @@ func TestTokenRoutesByContextAndMetadata(t *testing.T) {
 }
 
 func TestAnonymousSupportHasNoTools(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise"}}`), "Content-Type", "application/json")
@@ -360,6 +363,7 @@ func TestAnonymousSupportHasNoTools(t *testing.T) {
 }
 
 func TestTokenRequestErrors(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	for _, tc := range []struct {
@@ -388,6 +392,7 @@ func TestTokenRequestErrors(t *testing.T) {
 }
 
 func TestTokenRenderFailure(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona + `maxSessionLengthSeconds: "{{ metadata.max }}"
 tools:
@@ -424,6 +429,7 @@ tools:
 }
 
 func TestTokenUpstreamErrors(t *testing.T) {
+	t.Parallel()
 	jsonError := func(status int, body string, headers ...string) func(int, http.ResponseWriter, *http.Request) {
 		return func(_ int, w http.ResponseWriter, _ *http.Request) {
 			for i := 0; i+1 < len(headers); i += 2 {
@@ -462,6 +468,7 @@ func TestTokenUpstreamErrors(t *testing.T) {
 		{"2xx with a non-string token", jsonError(200, `{"sessionToken": 42}`), 502, "upstream_unavailable", 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			u := newUpstream(t, tc.answer)
 			s := startWithUpstream(t, u, nil)
 			a := s.post(t, "/api/session-token", []byte(`{"context": "sales"}`))
@@ -482,6 +489,7 @@ func TestTokenUpstreamErrors(t *testing.T) {
 }
 
 func TestTokenRetriesThenSucceeds(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n < 2 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -497,6 +505,7 @@ func TestTokenRetriesThenSucceeds(t *testing.T) {
 }
 
 func TestTokenTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	t.Run("slow answer", func(t *testing.T) {
@@ -532,6 +541,7 @@ func TestTokenTimeout(t *testing.T) {
 }
 
 func TestSandbox(t *testing.T) {
+	t.Parallel()
 	s := startService(t, map[string]string{}, "--sandbox", "--rules", "../../rules", "--personas", "../../personas")
 	if !strings.Contains(s.logs.String(), "SANDBOX MODE") {
 		t.Errorf("no sandbox warning at start:\n%s", s.logs.String())
@@ -566,6 +576,7 @@ func TestSandbox(t *testing.T) {
 }
 
 func TestStartupRefusals(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -592,6 +603,7 @@ func TestStartupRefusals(t *testing.T) {
 }
 
 func TestFlagWinsOverEnvironment(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	// ANAM_BASE_URL points nowhere; the flag must win. RULES_DIR applies as no flag sets it.
 	env := map[string]string{"ANAM_API_KEY": testKey, "ANAM_BASE_URL": "http://127.0.0.1:1", "RULES_DIR": "../../rules", "PERSONAS_DIR": "../../personas", "LOG_FORMAT": "json"}
@@ -602,6 +614,7 @@ func TestFlagWinsOverEnvironment(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil, "--cors-origins", "https://app.example.com, https://admin.example.com")
 	preflight := func(origin string) answer {
@@ -649,6 +662,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestAdminExplain(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	explain := []byte(`{"context": "sales", "metadata": {"region": "US"}, "user": {"id": "u-1002"}}`)
 
@@ -671,7 +685,7 @@ func TestAdminExplain(t *testing.T) {
 	trace, _ := a.body["trace"].([]any)
 	// sales-eu, sales-v2-rollout (the winner), then the french overlay: overlays are tried
 	// whatever rule wins.
-	if len(trace) != 3 || a.body["configVersion"] == "" || a.body["personaConfig"] == nil {
+	if version, ok := a.body["configVersion"].(string); len(trace) != 3 || !ok || version == "" || a.body["personaConfig"] == nil {
 		t.Errorf("explain: %s", a.raw)
 	}
 	// What the token endpoint would refuse, explain says so, with no decision.
@@ -701,6 +715,7 @@ func TestAdminExplain(t *testing.T) {
 }
 
 func TestOperationsEndpoints(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	s.post(t, "/api/session-token", []byte(`{"context": "training"}`))
@@ -744,6 +759,7 @@ func TestOperationsEndpoints(t *testing.T) {
 }
 
 func TestRequestIDIsEchoed(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	if a := s.post(t, "/api/session-token", nil, "X-Request-Id", "req-123.abc"); a.header.Get("X-Request-Id") != "req-123.abc" {
@@ -758,6 +774,7 @@ func TestRequestIDIsEchoed(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
 	arrived, release := make(chan struct{}), make(chan struct{})
 	u := newUpstream(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		close(arrived)
@@ -785,6 +802,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestRequestsPastTheShutdownGraceAnswer503(t *testing.T) {
+	t.Parallel()
 	arrived := make(chan struct{})
 	// Anam never answers; the call ends only when the service gives up on it.
 	u := newUpstream(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
@@ -823,6 +841,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestSecretsNeverLogged(t *testing.T) {
+	t.Parallel()
 	const token = "eyJsecret.eyJtoken-payload.signature-secret"
 	u := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		switch n {
