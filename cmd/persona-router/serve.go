@@ -149,22 +149,36 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 // options checks the flags and parses them into the service's options.
 func (cfg *serveArgs) options() (service.Options, error) {
 	opts := service.Options{
-		Addr: cfg.addr, AddrFile: cfg.addrFile, Dirs: cfg.dirs,
-		Sandbox: cfg.sandbox, AnamURL: cfg.anamURL, AnamTimeout: cfg.anamTimeout, APIKey: cfg.apiKey,
-		AdminToken: cfg.adminToken, CORSOrigins: cfg.corsOrigins,
-		Watch: cfg.watch, PollInterval: cfg.poll, ReloadTimeout: cfg.reloadTimeout,
-		Auth: service.Auth(cfg.auth), JWT: cfg.jwt, UserHeader: cfg.userHeader, EmailHeader: cfg.emailHeader,
-		RateBurst: cfg.rateBurst,
-		RedisURL:  cfg.redisURL, RedisPassword: cfg.redisPassword, RedisPrefix: cfg.redisPrefix,
+		Addr:             cfg.addr,
+		AddrFile:         cfg.addrFile,
+		Dirs:             cfg.dirs,
+		Sandbox:          cfg.sandbox,
+		AnamURL:          cfg.anamURL,
+		AnamTimeout:      cfg.anamTimeout,
+		APIKey:           cfg.apiKey,
+		AdminToken:       cfg.adminToken,
+		CORSOrigins:      cfg.corsOrigins,
+		Watch:            cfg.watch,
+		PollInterval:     cfg.poll,
+		ReloadTimeout:    cfg.reloadTimeout,
+		Auth:             service.Auth(cfg.auth),
+		JWT:              cfg.jwt,
+		UserHeader:       cfg.userHeader,
+		EmailHeader:      cfg.emailHeader,
+		RateBurst:        cfg.rateBurst,
+		RedisURL:         cfg.redisURL,
+		RedisPassword:    cfg.redisPassword,
+		RedisPrefix:      cfg.redisPrefix,
 		DenyOnStoreError: cfg.onStoreError == "deny",
 		SessionSeconds:   cfg.sessionSeconds,
-		ShutdownDelay:    cfg.shutdownDelay, ShutdownGrace: cfg.shutdownGrace,
+		ShutdownDelay:    cfg.shutdownDelay,
+		ShutdownGrace:    cfg.shutdownGrace,
 	}
 	return opts, cfg.check(&opts)
 }
 
-// check checks the flags, in the order of their documentation, and fills in the options that
-// need parsing.
+// check checks the flags and fills in the options that need parsing: the rate limit and the
+// trusted proxies.
 func (cfg *serveArgs) check(opts *service.Options) error {
 	if cfg.logFormat != "json" && cfg.logFormat != "text" {
 		return fmt.Errorf("--log-format must be json or text, got %q", cfg.logFormat)

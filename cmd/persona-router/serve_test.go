@@ -590,6 +590,10 @@ func TestStartupRefusals(t *testing.T) {
 		{"bad anam url", map[string]string{"ANAM_API_KEY": "k"}, []string{"--anam-url", "api.anam.ai"}, "--anam-url must be an http(s) URL"},
 		{"bad origin", map[string]string{"ANAM_API_KEY": "k", "CORS_ORIGINS": "app.example.com"}, nil, "is not an origin"},
 		{"negative shutdown grace", map[string]string{"ANAM_API_KEY": "k", "SHUTDOWN_GRACE": "-1s"}, nil, "--shutdown-grace must not be negative"},
+		{"negative shutdown delay", map[string]string{"ANAM_API_KEY": "k", "SHUTDOWN_DELAY": "-1s"}, nil, "--shutdown-delay must not be negative"},
+		{"address file in no directory", map[string]string{"ANAM_API_KEY": "k", "TOOL_SIGNING_SECRET": testSigningSecret, "ADDR_FILE": "/nonexistent-dir/addr"}, nil, "writing the address file"},
+		{"bad rate limit", map[string]string{"ANAM_API_KEY": "k"}, []string{"--rate-limit", "10/day"}, "--rate-limit: rate limit"},
+		{"bad trusted proxy", map[string]string{"ANAM_API_KEY": "k", "TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"}, nil, `--trusted-proxies: "proxy.local" is not a CIDR or an IP address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
