@@ -23,12 +23,13 @@ import (
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/sandbox"
 	"github.com/persona-router/persona-router/internal/server"
 )
 
 // sandboxClient is an Anam client bound to a fresh in-process fake, as --sandbox wires it.
 func sandboxClient() *anam.Client {
-	return anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), 10*time.Second)
+	return sandbox.NewClient(10 * time.Second)
 }
 
 // bareHandler is the baseline: a plain net/http handler making the same upstream call — the

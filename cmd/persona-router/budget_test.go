@@ -31,7 +31,8 @@ budgets:
 // Budgets end to end, over HTTP: sessions per window, minutes clamped then refused, open
 // sessions freed when their reserved time is over, and a failed Anam call given back.
 func TestBudgets(t *testing.T) {
-	token := func(s *service, body string) answer {
+	t.Parallel()
+	token := func(s *instance, body string) answer {
 		return s.post(t, "/api/session-token", []byte(body), "Content-Type", "application/json")
 	}
 	t.Run("sessions", func(t *testing.T) {
@@ -121,6 +122,7 @@ func TestBudgets(t *testing.T) {
 // With --redis-url, a token request with two budgets and a rate limit costs one round trip to
 // Redis: one script takes the rate limit and spends both budgets.
 func TestOneRoundTripToRedis(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { rdb.Close() })

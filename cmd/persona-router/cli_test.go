@@ -53,6 +53,7 @@ voiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b
 `
 
 func TestCheckShippedConfig(t *testing.T) {
+	t.Parallel()
 	stdout, stderr, err := runCLI(t, append([]string{"check", "--require-coverage"}, shipped...)...)
 	if err != nil {
 		t.Fatalf("check failed: %v\n%s", err, stderr)
@@ -66,6 +67,7 @@ func TestCheckShippedConfig(t *testing.T) {
 // the error says how to dry-run it; --sandbox uses the public development secret; a short
 // secret is refused without being repeated.
 func TestCheckSigningSecret(t *testing.T) {
+	t.Parallel()
 	check := func(env map[string]string, args ...string) (string, error) {
 		var stdout, stderr strings.Builder
 		err := run(context.Background(), append([]string{"persona-router", "check"}, append(args, shipped...)...),
@@ -87,6 +89,7 @@ func TestCheckSigningSecret(t *testing.T) {
 }
 
 func TestCheckListsEveryError(t *testing.T) {
+	t.Parallel()
 	flags := writeConfig(t, map[string]string{
 		"personas/default.yaml": defaultPersona + "avatarID: x\n",
 		"rules/a.yaml":          "rules:\n  - {name: a, when: '\"sales\"', persona: nope}\n",
@@ -106,6 +109,7 @@ func TestCheckListsEveryError(t *testing.T) {
 }
 
 func TestCheckRequireCoverage(t *testing.T) {
+	t.Parallel()
 	flags := writeConfig(t, map[string]string{
 		"personas/default.yaml": defaultPersona,
 		"rules/a.yaml": `rules:
@@ -129,6 +133,7 @@ tests:
 // check --format json prints every diagnostic as one JSON array: errors of a configuration
 // that does not load, or warnings (errors with --require-coverage) for untested rules.
 func TestCheckFormatJSON(t *testing.T) {
+	t.Parallel()
 	type diag struct {
 		File, Severity, Message, Code string
 		Line, Column                  int
@@ -181,6 +186,7 @@ func TestCheckFormatJSON(t *testing.T) {
 }
 
 func TestExplain(t *testing.T) {
+	t.Parallel()
 	stdout, stderr, err := runCLI(t, append([]string{"explain", "--context", "customer-support",
 		"--metadata", `{"tier": "enterprise", "product": "Atlas"}`, "--user", `{"id": "u1", "name": "Dana"}`}, shipped...)...)
 	if err != nil {
@@ -218,6 +224,7 @@ func TestExplain(t *testing.T) {
 }
 
 func TestExplainDefaultAndTraceErrors(t *testing.T) {
+	t.Parallel()
 	flags := writeConfig(t, map[string]string{
 		"personas/default.yaml": defaultPersona,
 		"rules/a.yaml":          "rules:\n  - {name: broken, when: 'user.id + \"x\" == \"y\"', persona: default}\n",
@@ -230,7 +237,7 @@ func TestExplainDefaultAndTraceErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got["rule"] != nil || got["reason"] != "default" || got["persona"] != "default" {
+	if rule, has := got["rule"]; !has || rule != nil || got["reason"] != "default" || got["persona"] != "default" {
 		t.Errorf("decision = %v", got)
 	}
 	trace := got["trace"].([]any)
@@ -240,6 +247,7 @@ func TestExplainDefaultAndTraceErrors(t *testing.T) {
 }
 
 func TestExplainRenderFailureExits1(t *testing.T) {
+	t.Parallel()
 	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona})
 	stdout, stderr, err := runCLI(t, append([]string{"explain", "--metadata", `{"avatar": "not-a-uuid"}`}, flags...)...)
 	if err == nil {
@@ -251,6 +259,7 @@ func TestExplainRenderFailureExits1(t *testing.T) {
 }
 
 func TestExplainRejectsInvalidJSON(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"--metadata", `{"tier": `},
 		{"--metadata", `[1, 2]`},
@@ -265,6 +274,7 @@ func TestExplainRejectsInvalidJSON(t *testing.T) {
 }
 
 func TestUnknownCommandAndFlags(t *testing.T) {
+	t.Parallel()
 	if _, stderr, err := runCLI(t, "frobnicate"); err == nil || !strings.Contains(stderr, "Usage:") {
 		t.Errorf("unknown command: %v %s", err, stderr)
 	}
@@ -280,6 +290,7 @@ func TestUnknownCommandAndFlags(t *testing.T) {
 // fail (listing them as warnings), and its trace says which condition failed, what bucket()
 // gave and, with --all, which rules the context index skipped.
 func TestExplainTellsTheTruth(t *testing.T) {
+	t.Parallel()
 	flags := writeConfig(t, map[string]string{
 		"personas/default.yaml": defaultPersona,
 		"rules/a.yaml": `metadata:
@@ -348,6 +359,7 @@ tests:
 // check warns when a rollout is tried after another with a different bucket key, saying by
 // how much it shrinks.
 func TestCheckWarnsOfOverlappingRollouts(t *testing.T) {
+	t.Parallel()
 	flags := writeConfig(t, map[string]string{
 		"personas/default.yaml": defaultPersona,
 		"rules/sales.yaml": `rules:

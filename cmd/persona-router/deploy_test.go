@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/persona-router/persona-router/internal/service"
 )
 
 // The manifests under deploy/ run this program, so they are checked against it: the files they
@@ -264,6 +266,7 @@ var configDirs = []struct{ dir, configMap, env string }{
 }
 
 func TestDeployKustomizationReferencesExist(t *testing.T) {
+	t.Parallel()
 	docs := deployDocs(t)
 	c := loadCluster(t, docs)
 	k := c.kustomization
@@ -381,6 +384,7 @@ func flagValue(args []string, name string) (string, bool) {
 }
 
 func TestDeployKubernetesFleet(t *testing.T) {
+	t.Parallel()
 	c := loadCluster(t, deployDocs(t))
 	d, ctr := routerContainer(t, c)
 	pod := d.Spec.Template.Spec
@@ -447,24 +451,30 @@ func TestDeployKubernetesFleet(t *testing.T) {
 		t.Error("the persona-router container has no memory limit")
 	}
 
-	// The kubelet waits for the preStop hook, the shutdown grace and the drain before SIGKILL.
-	grace := 15 * time.Second
-	if v, ok := flagValue(ctr.Args, "shutdown-grace"); ok {
-		var err error
-		if grace, err = time.ParseDuration(v); err != nil {
-			t.Fatalf("--shutdown-grace=%s: %v", v, err)
+	// The kubelet waits for the preStop hook, the shutdown delay and grace, and the drain
+	// before SIGKILL.
+	duration := func(name string, dflt time.Duration) time.Duration {
+		v, ok := flagValue(ctr.Args, name)
+		if !ok {
+			return dflt
 		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("--%s=%s: %v", name, v, err)
+		}
+		return d
 	}
+	grace, delay := duration("shutdown-grace", 15*time.Second), duration("shutdown-delay", 0)
 	var preStop time.Duration
 	if ps := ctr.Lifecycle.PreStop; ps == nil || ps.Sleep == nil || ps.Sleep.Seconds <= 0 {
 		t.Error("the persona-router container has no preStop sleep: the pod would stop accepting connections before the Service stops sending them")
 	} else {
 		preStop = time.Duration(ps.Sleep.Seconds) * time.Second
 	}
-	need := preStop + grace + shutdownDrain
+	need := preStop + delay + grace + service.ShutdownDrain
 	if tg := pod.TerminationGracePeriodSeconds; tg == nil || time.Duration(*tg)*time.Second < need {
-		t.Errorf("terminationGracePeriodSeconds is %s; the kubelet would kill requests still finishing: want at least %s (preStop %s + --shutdown-grace %s + drain %s)",
-			intString(tg), need, preStop, grace, shutdownDrain)
+		t.Errorf("terminationGracePeriodSeconds is %s; the kubelet would kill requests still finishing: want at least %s (preStop %s + --shutdown-delay %s + --shutdown-grace %s + drain %s)",
+			intString(tg), need, preStop, delay, grace, service.ShutdownDrain)
 	}
 
 	// Secrets by secretKeyRef, never by value.
@@ -622,6 +632,7 @@ func nodeStrings(n yaml.Node) []string {
 var upstreamServer = regexp.MustCompile(`(?m)^\s*server\s+([A-Za-z0-9._-]+):(\d+)\b`)
 
 func TestDeployComposeFleet(t *testing.T) {
+	t.Parallel()
 	cf := loadCompose(t, deployDocs(t))
 	routers := routerServices(cf)
 	if len(routers) < 2 {
@@ -773,6 +784,7 @@ func serveFlags(t *testing.T) map[string]bool {
 }
 
 func TestDeployFlagsExist(t *testing.T) {
+	t.Parallel()
 	flags := serveFlags(t)
 	for _, rc := range routerCommands(t) {
 		for _, a := range rc.args {
@@ -808,6 +820,7 @@ func documentedEnv(t *testing.T) map[string]bool {
 }
 
 func TestDeployEnvDocumented(t *testing.T) {
+	t.Parallel()
 	documented := documentedEnv(t)
 	for _, rc := range routerCommands(t) {
 		for _, name := range rc.env {

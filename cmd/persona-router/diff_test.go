@@ -35,6 +35,7 @@ func edited(name, old, new string) map[string]string {
 }
 
 func TestDiffCommand(t *testing.T) {
+	t.Parallel()
 	base := writeConfig(t, diffFiles)
 	baseFlags := []string{"--base-rules", base[1], "--base-personas", base[3]}
 	requests := filepath.Join(t.TempDir(), "requests.jsonl")
@@ -115,6 +116,7 @@ func TestDiffCommand(t *testing.T) {
 }
 
 func TestDiffCommandErrors(t *testing.T) {
+	t.Parallel()
 	base := writeConfig(t, diffFiles)
 	baseFlags := []string{"--base-rules", base[1], "--base-personas", base[3]}
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")

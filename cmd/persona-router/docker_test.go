@@ -15,6 +15,7 @@ import (
 // the runtime stage relies on: a static binary, the configuration checked at build time, a
 // non-root user, port 8080.
 func TestDockerfileBuildSteps(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)

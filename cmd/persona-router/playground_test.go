@@ -64,6 +64,7 @@ func playgroundRules(t *testing.T) string {
 // TestPlaygroundInChromium drives the playground page in a real headless Chromium: type the
 // admin token, type a request, read the decision off the page; then a refused request.
 func TestPlaygroundInChromium(t *testing.T) {
+	t.Parallel()
 	chromium := findChromium(t)
 	const adminToken = "playground-admin-token"
 	s := startService(t, map[string]string{"ADMIN_TOKEN": adminToken},

@@ -21,6 +21,7 @@ func (offline) Load(url string) (any, error) { return nil, os.ErrNotExist }
 // TestSchemaValidatesShippedFiles prints each schema as an editor would get it, and checks the
 // shipped files against it.
 func TestSchemaValidatesShippedFiles(t *testing.T) {
+	t.Parallel()
 	for what, glob := range map[string]string{"personas": "../../personas/*.yaml", "rules": "../../rules/*.yaml"} {
 		stdout, stderr, err := runCLI(t, "schema", what)
 		if err != nil || stderr != "" {
@@ -73,6 +74,7 @@ func TestSchemaValidatesShippedFiles(t *testing.T) {
 }
 
 func TestSchemaUsage(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"schema"}, {"schema", "persona"}, {"schema", "rules", "personas"}} {
 		stdout, stderr, err := runCLI(t, args...)
 		if err == nil || stdout != "" || !strings.Contains(stderr, "Usage: persona-router schema personas|rules") {

@@ -16,6 +16,7 @@ import (
 // the token and throws on anything that is not a JWT, so this is what a frontend developer
 // meets. It needs Node.js and npm, which the project's machines have.
 func TestSandboxTokenWorksWithAnamSDK(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed to check sandbox tokens against Anam's SDK: %v", tool, err)

@@ -45,6 +45,7 @@ tests:
 }
 
 func TestJWTModeEndToEnd(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey, "AUTH_MODE": "jwt", "JWT_SECRET": jwtSecret,
 		"JWT_ISSUER": "https://idp.example", "JWT_AUDIENCE": "persona-router"},
@@ -87,6 +88,7 @@ func TestJWTModeEndToEnd(t *testing.T) {
 }
 
 func TestJWTWithoutIssuerOrAudienceSaysSo(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey, "AUTH_MODE": "jwt", "JWT_SECRET": jwtSecret,
 		"JWT_ISSUER": "https://idp.example", "JWT_AUDIENCE": "persona-router"},
@@ -115,6 +117,7 @@ func TestJWTWithoutIssuerOrAudienceSaysSo(t *testing.T) {
 }
 
 func TestBearerSchemeInAnyCase(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey, "AUTH_MODE": "jwt", "JWT_SECRET": jwtSecret, "ADMIN_TOKEN": adminToken},
 		append(securityConfig(t), "--anam-url", u.URL)...)
@@ -133,6 +136,7 @@ func TestBearerSchemeInAnyCase(t *testing.T) {
 }
 
 func TestJWTModeWithJWKS(t *testing.T) {
+	t.Parallel()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +168,7 @@ func TestJWTModeWithJWKS(t *testing.T) {
 }
 
 func TestHeaderModeEndToEnd(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append(securityConfig(t), "--anam-url", u.URL, "--auth", "header")...)
 	if !strings.Contains(s.logs.String(), "only safe behind an authenticating proxy") {
@@ -186,6 +191,7 @@ func TestHeaderModeEndToEnd(t *testing.T) {
 }
 
 func TestInputIsChecked(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append(securityConfig(t), "--anam-url", u.URL)...)
 	for body, want := range map[string]struct {
@@ -220,6 +226,7 @@ func TestInputIsChecked(t *testing.T) {
 }
 
 func TestRateLimiting(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey, "RATE_LIMIT": "3/min"},
 		append(securityConfig(t), "--anam-url", u.URL, "--auth", "header")...)
@@ -250,6 +257,7 @@ func TestRateLimiting(t *testing.T) {
 }
 
 func TestRateLimitKeyIsTheClientAddress(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	// Anonymous callers are keyed by address; X-Forwarded-For from an untrusted peer is ignored.
 	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append(securityConfig(t), "--anam-url", u.URL, "--rate-limit", "2/h")...)
@@ -276,6 +284,7 @@ func TestRateLimitKeyIsTheClientAddress(t *testing.T) {
 }
 
 func TestSecurityStartupRefusals(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct {
 		env  map[string]string
 		want string

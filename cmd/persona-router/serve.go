@@ -7,18 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"os/signal"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/budget"
@@ -28,29 +20,25 @@ import (
 	"github.com/persona-router/persona-router/internal/ratelimit"
 	"github.com/persona-router/persona-router/internal/reload"
 	"github.com/persona-router/persona-router/internal/server"
-	"github.com/persona-router/persona-router/internal/source"
+	"github.com/persona-router/persona-router/internal/service"
 	"github.com/persona-router/persona-router/internal/telemetry"
 )
 
-// shutdownDrain is how long requests cut short at the end of the shutdown grace have to write
-// their 503 before their connections are closed.
-const shutdownDrain = 5 * time.Second
-
-// serveConfig is what `serve` runs with.
-type serveConfig struct {
-	addr        string
-	dirs        config.Dirs
-	anamURL     string
-	anamTimeout time.Duration
-	sandbox     bool
-	corsOrigins []string
-	logFormat   string
-	watch       bool
-	poll        time.Duration
-	// reloadTimeout bounds every load and reload.
-	reloadTimeout time.Duration
-	apiKey        string
-	adminToken    string
+// serveArgs are `serve`'s flags and environment as given, before they are checked and turned
+// into service.Options.
+type serveArgs struct {
+	addr, addrFile string
+	dirs           config.Dirs
+	anamURL        string
+	anamTimeout    time.Duration
+	sandbox        bool
+	corsOrigins    []string
+	logFormat      string
+	watch          bool
+	poll           time.Duration
+	reloadTimeout  time.Duration
+	apiKey         string
+	adminToken     string
 
 	auth           string
 	jwt            identity.JWTOptions
@@ -60,19 +48,17 @@ type serveConfig struct {
 	rateBurst      int
 	trustedProxies []string
 
-	// shutdownGrace is how long in-flight requests may take to finish after SIGTERM.
-	shutdownGrace time.Duration
-	// sessionSeconds is what a session without maxSessionLengthSeconds reserves of a
-	// minutes budget.
-	sessionSeconds int
-	// redisURL, when set, shares budgets and the rate limit through Redis; redisPrefix
-	// namespaces its keys; onStoreError is allow or deny.
-	redisURL, redisPassword, redisPrefix, onStoreError string
+	shutdownDelay, shutdownGrace time.Duration
+	sessionSeconds               int
+	redisURL, redisPassword      string
+	redisPrefix, onStoreError    string
+	redisTimeout                 time.Duration
 }
 
 // envFlags maps each flag to the environment variable that sets it when the flag is absent.
 var envFlags = []struct{ flag, env string }{
 	{"addr", "ADDR"},
+	{"addr-file", "ADDR_FILE"},
 	{"rules", "RULES_DIR"},
 	{"personas", "PERSONAS_DIR"},
 	{"anam-url", "ANAM_BASE_URL"},
@@ -92,18 +78,23 @@ var envFlags = []struct{ flag, env string }{
 	{"rate-limit", "RATE_LIMIT"},
 	{"rate-burst", "RATE_BURST"},
 	{"trusted-proxies", "TRUSTED_PROXIES"},
+	{"shutdown-delay", "SHUTDOWN_DELAY"},
 	{"shutdown-grace", "SHUTDOWN_GRACE"},
 	{"default-session-seconds", "DEFAULT_SESSION_SECONDS"},
 	{"redis-url", "REDIS_URL"},
 	{"redis-prefix", "REDIS_PREFIX"},
+	{"redis-timeout", "REDIS_TIMEOUT"},
 	{"on-store-error", "ON_STORE_ERROR"},
 }
 
 // parseServeFlags reads flags, then the environment for every flag not given; a flag wins over
-// its environment variable. Secrets come from the environment only.
-func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (cfg serveConfig, done bool, err error) {
+// its environment variable. Secrets come from the environment only. The result is checked and
+// parsed once, into the options the service runs with.
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (opts service.Options, logFormat string, done bool, err error) {
+	var cfg serveArgs
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.addr, "addr", ":8080", "address to listen on (env ADDR)")
+	fs.StringVar(&cfg.addrFile, "addr-file", "", "once listening, write the address listened on to this file (atomically), for supervisors and tests using port 0; removed on exit (env ADDR_FILE)")
 	fs.StringVar(&cfg.dirs.Rules, "rules", "./rules", "directory of rule files (env RULES_DIR)")
 	fs.StringVar(&cfg.dirs.Personas, "personas", "./personas", "directory of persona templates (env PERSONAS_DIR)")
 	fs.StringVar(&cfg.anamURL, "anam-url", anam.DefaultBaseURL, "Anam API base URL (env ANAM_BASE_URL)")
@@ -125,22 +116,24 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (env TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.redisURL, "redis-url", "", "share budgets and the rate limit with every replica through this Redis: redis:// or rediss:// (env REDIS_URL; password from the URL or REDIS_PASSWORD)")
 	fs.StringVar(&cfg.redisPrefix, "redis-prefix", budget.DefaultPrefix, "prefix of every Redis key (env REDIS_PREFIX)")
+	fs.DurationVar(&cfg.redisTimeout, "redis-timeout", budget.DefaultTimeout, "how long one call to Redis may take on a request's path before --on-store-error decides (env REDIS_TIMEOUT)")
 	fs.StringVar(&cfg.onStoreError, "on-store-error", "allow", "when Redis cannot answer in time: allow (the request goes ahead, a warning is logged) or deny (503 store_unavailable) (env ON_STORE_ERROR)")
 	fs.IntVar(&cfg.sessionSeconds, "default-session-seconds", server.DefaultSessionSeconds, "what a session reserves of a minutes budget when its persona sets no maxSessionLengthSeconds (env DEFAULT_SESSION_SECONDS)")
+	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving while /readyz answers 503, so that load balancers stop sending before the listener closes (env SHUTDOWN_DELAY)")
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish; those still running then are answered 503 (env SHUTDOWN_GRACE)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET, TOOL_SIGNING_SECRET.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parseFlags(fs, args, stderr); done {
-		return cfg, true, err
+		return opts, "", true, err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	for _, ef := range envFlags {
 		if v := getenv(ef.env); v != "" && !given[ef.flag] {
 			if err := fs.Set(ef.flag, v); err != nil {
-				return cfg, true, fmt.Errorf("environment variable %s=%q: %v", ef.env, v, err)
+				return opts, "", true, fmt.Errorf("environment variable %s=%q: %v", ef.env, v, err)
 			}
 		}
 	}
@@ -151,12 +144,47 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	cfg.jwt.Secret = []byte(getenv("JWT_SECRET"))
 	cfg.redisPassword = getenv("REDIS_PASSWORD")
 	if err := signingSecret(&cfg.dirs, getenv, cfg.sandbox); err != nil {
-		return cfg, false, err
+		return opts, "", false, err
 	}
-	return cfg, false, cfg.validate()
+	opts, err = cfg.options()
+	return opts, cfg.logFormat, false, err
 }
 
-func (cfg *serveConfig) validate() error {
+// options checks the flags and parses them into the service's options.
+func (cfg *serveArgs) options() (service.Options, error) {
+	opts := service.Options{
+		Addr:             cfg.addr,
+		AddrFile:         cfg.addrFile,
+		Dirs:             cfg.dirs,
+		Sandbox:          cfg.sandbox,
+		AnamURL:          cfg.anamURL,
+		AnamTimeout:      cfg.anamTimeout,
+		APIKey:           cfg.apiKey,
+		AdminToken:       cfg.adminToken,
+		CORSOrigins:      cfg.corsOrigins,
+		Watch:            cfg.watch,
+		PollInterval:     cfg.poll,
+		ReloadTimeout:    cfg.reloadTimeout,
+		Auth:             service.Auth(cfg.auth),
+		JWT:              cfg.jwt,
+		UserHeader:       cfg.userHeader,
+		EmailHeader:      cfg.emailHeader,
+		RateBurst:        cfg.rateBurst,
+		RedisURL:         cfg.redisURL,
+		RedisPassword:    cfg.redisPassword,
+		RedisPrefix:      cfg.redisPrefix,
+		RedisTimeout:     cfg.redisTimeout,
+		DenyOnStoreError: cfg.onStoreError == "deny",
+		SessionSeconds:   cfg.sessionSeconds,
+		ShutdownDelay:    cfg.shutdownDelay,
+		ShutdownGrace:    cfg.shutdownGrace,
+	}
+	return opts, cfg.check(&opts)
+}
+
+// check checks the flags and fills in the options that need parsing: the rate limit and the
+// trusted proxies.
+func (cfg *serveArgs) check(opts *service.Options) error {
 	if cfg.logFormat != "json" && cfg.logFormat != "text" {
 		return fmt.Errorf("--log-format must be json or text, got %q", cfg.logFormat)
 	}
@@ -171,6 +199,12 @@ func (cfg *serveConfig) validate() error {
 	}
 	if cfg.sessionSeconds < budget.MinSeconds {
 		return fmt.Errorf("--default-session-seconds must be at least %d, got %d", budget.MinSeconds, cfg.sessionSeconds)
+	}
+	if cfg.redisTimeout <= 0 {
+		return fmt.Errorf("--redis-timeout must be positive, got %s", cfg.redisTimeout)
+	}
+	if cfg.shutdownDelay < 0 {
+		return fmt.Errorf("--shutdown-delay must not be negative, got %s", cfg.shutdownDelay)
 	}
 	if cfg.shutdownGrace < 0 {
 		return fmt.Errorf("--shutdown-grace must not be negative, got %s", cfg.shutdownGrace)
@@ -205,37 +239,30 @@ func (cfg *serveConfig) validate() error {
 		return fmt.Errorf("--auth must be none, jwt or header, got %q", cfg.auth)
 	}
 	if cfg.rateLimit != "" {
-		if _, err := ratelimit.ParseSpec(cfg.rateLimit); err != nil {
+		spec, err := ratelimit.ParseSpec(cfg.rateLimit)
+		if err != nil {
 			return fmt.Errorf("--rate-limit: %w", err)
 		}
+		opts.RateLimit = &spec
 	}
 	if cfg.rateBurst < 0 {
 		return fmt.Errorf("--rate-burst must not be negative, got %d", cfg.rateBurst)
 	}
 	for _, p := range cfg.trustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
-			if _, err := netip.ParseAddr(p); err != nil {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, err := netip.ParseAddr(p)
+			if err != nil {
 				return fmt.Errorf("--trusted-proxies: %q is not a CIDR or an IP address", p)
 			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
 		}
+		opts.TrustedProxies = append(opts.TrustedProxies, prefix)
 	}
 	if !cfg.sandbox && cfg.apiKey == "" {
 		return errors.New("ANAM_API_KEY is not set: set it to your Anam API key, or run with --sandbox to use a fake Anam")
 	}
 	return nil
-}
-
-// quietRedisLog passes go-redis's own messages (a failed dial, printed on every attempt while
-// Redis is down) to the service's log, at most one a second.
-type quietRedisLog struct{ log *slog.Logger }
-
-var redisLogged atomic.Int64
-
-func (q quietRedisLog) Printf(_ context.Context, format string, v ...any) {
-	now := time.Now().Unix()
-	if last := redisLogged.Load(); last != now && redisLogged.CompareAndSwap(last, now) {
-		q.log.Warn("redis: " + fmt.Sprintf(format, v...))
-	}
 }
 
 // devSigningSecret is what sign() signs with under --sandbox when TOOL_SIGNING_SECRET is not
@@ -273,24 +300,6 @@ func splitList(s string) []string {
 	return out
 }
 
-// newIdentity builds the --auth mode's identifier.
-func newIdentity(ctx context.Context, cfg serveConfig, log *slog.Logger) (identity.Identifier, error) {
-	switch cfg.auth {
-	case "jwt":
-		opts := cfg.jwt
-		opts.HTTPClient = productionHTTPClient()
-		opts.OnRefreshError = func(err error) {
-			log.Error("fetching the JWKS failed; tokens signed with its keys fail until it succeeds", "url", opts.JWKSURL, "error", err.Error())
-		}
-		return identity.NewJWT(ctx, opts)
-	case "header":
-		log.Warn("identity comes from request headers: only safe behind an authenticating proxy that sets them on every request",
-			"user_header", cfg.userHeader, "email_header", cfg.emailHeader)
-		return identity.Header{UserHeader: cfg.userHeader, EmailHeader: cfg.emailHeader}, nil
-	}
-	return identity.Anonymous{}, nil
-}
-
 func newLogger(format string, w io.Writer) *slog.Logger {
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, nil))
@@ -298,56 +307,22 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
+// runServe runs the service until ctx ends.
+// tracesFlushTimeout bounds flushing the spans not yet exported at shutdown.
+const tracesFlushTimeout = 5 * time.Second
+
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, done, err := parseServeFlags(args, getenv, stderr)
+	opts, logFormat, done, err := parseServeFlags(args, getenv, stderr)
 	if done || err != nil {
 		return err
 	}
-	log := newLogger(cfg.logFormat, stderr)
-	if usesDevSecret(cfg.dirs) {
-		log.Warn("TOOL_SIGNING_SECRET is not set: --sandbox signs tool URLs with a fixed, public development secret; no webhook may trust them. Set TOOL_SIGNING_SECRET (at least 32 random bytes) before pointing real webhooks at this service")
+	opts.Logger = newLogger(logFormat, stderr)
+	if usesDevSecret(opts.Dirs) {
+		opts.Logger.Warn("TOOL_SIGNING_SECRET is not set: --sandbox signs tool URLs with a fixed, public development secret; no webhook may trust them. Set TOOL_SIGNING_SECRET (at least 32 random bytes) before pointing real webhooks at this service")
 	}
-
-	metrics := server.NewMetrics()
-	configs, err := reload.New(cfg.dirs, cfg.reloadTimeout, log, reload.NewMetrics(metrics.Registry))
-	if err != nil {
-		errs := source.AsErrors(err)
-		for _, e := range errs {
-			log.Error("configuration error", "error", e.Error())
-		}
-		log.Error("configuration rejected: not starting", "errors", len(errs), "rules", cfg.dirs.Rules, "personas", cfg.dirs.Personas)
-		return exitError{err}
-	}
-	snap := configs.Current()
-	ctx, stopReloading := context.WithCancel(ctx)
-	defer stopReloading()
-	go configs.Run(ctx)
-	if cfg.watch {
-		go func() {
-			if err := configs.Watch(ctx); err != nil {
-				log.Error("file watching stopped; edits go live only through SIGHUP, /admin/reload or --poll-interval", "error", err.Error())
-			}
-		}()
-	}
-	if cfg.poll > 0 {
-		go configs.Poll(ctx, cfg.poll)
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_, _ = configs.Reload(ctx, reload.TriggerSignal)
-			}
-		}
-	}()
-
-	// Tracing: off (nil) unless the OTEL_* environment asks for it; spans are flushed on the way out.
-	tracer, stopTracing, err := telemetry.Setup(ctx, getenv, log)
+	// Tracing: off (nil) unless the OTEL_* environment asks for it; spans are flushed once the
+	// service has stopped.
+	tracer, stopTracing, err := telemetry.Setup(ctx, getenv, opts.Logger)
 	if err != nil {
 		return err
 	}
@@ -355,130 +330,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ctx, cancel := context.WithTimeout(context.Background(), tracesFlushTimeout)
 		defer cancel()
 		if err := stopTracing(ctx); err != nil {
-			log.Warn("flushing traces at shutdown failed; the last spans may be lost", "error", err.Error())
+			opts.Logger.Warn("flushing traces at shutdown failed; the last spans may be lost", "error", err.Error())
 		}
 	}()
-
-	client := anam.NewClient(cfg.anamURL, cfg.apiKey, productionHTTPClient(), cfg.anamTimeout, anam.WithTracerProvider(tracer))
-	if cfg.sandbox {
-		log.Warn("SANDBOX MODE: session tokens come from an in-process fake Anam and are not real; never use this in production")
-		client = anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), cfg.anamTimeout, anam.WithTracerProvider(tracer))
-		cfg.anamURL = "in-process fake"
+	opts.TracerProvider = tracer
+	err = service.Run(ctx, opts)
+	if errors.Is(err, service.ErrConfigRejected) {
+		return exitError{err}
 	}
-	ident, err := newIdentity(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	var limiter ratelimit.Limit
-	var store budget.Store
-	storeState := "memory"
-	if cfg.redisURL != "" {
-		rdb, err := budget.DialRedis(cfg.redisURL, cfg.redisPassword)
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
-		redis.SetLogger(quietRedisLog{log})
-		store = budget.NewRedis(rdb, cfg.redisPrefix)
-		storeState = "redis"
-		if cfg.rateLimit != "" {
-			spec, _ := ratelimit.ParseSpec(cfg.rateLimit)
-			if limiter, err = ratelimit.NewRedis(rdb, cfg.redisPrefix, spec, cfg.rateBurst); err != nil {
-				return err
-			}
-		}
-	} else if cfg.rateLimit != "" {
-		spec, _ := ratelimit.ParseSpec(cfg.rateLimit)
-		l, err := ratelimit.New(spec, cfg.rateBurst, ratelimit.DefaultMaxKeys)
-		if err != nil {
-			return err
-		}
-		limiter = l
-	}
-	srv, err := server.New(server.Options{
-		Logger:                log,
-		Configs:               configs,
-		Reloader:              configs,
-		ReloadTimeout:         cfg.reloadTimeout,
-		Anam:                  client,
-		Metrics:               metrics,
-		AdminToken:            cfg.adminToken,
-		CORSOrigins:           cfg.corsOrigins,
-		DefaultSessionSeconds: cfg.sessionSeconds,
-		Budgets:               store,
-		StoreState:            storeState,
-		DenyOnStoreError:      cfg.onStoreError == "deny",
-		Identity:              ident,
-		RateLimit:             limiter,
-		TrustedProxies:        cfg.trustedProxies,
-		TracerProvider:        tracer,
-	})
-	if err != nil {
-		return err
-	}
-
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.addr, err)
-	}
-	httpServer := server.HTTPServer(cfg.addr, srv, cfg.anamTimeout, log)
-	// Every request's context derives from requests, so that the requests still running when
-	// the shutdown grace is over can be cut short.
-	requests, cutShort := context.WithCancelCause(context.Background())
-	defer cutShort(nil)
-	httpServer.BaseContext = func(net.Listener) context.Context { return requests }
-	log.Info("listening", "addr", ln.Addr().String(), "config_version", snap.Version,
-		"personas", len(snap.PersonaIDs()), "rules", len(snap.Rules()), "sandbox", cfg.sandbox,
-		"admin_api", cfg.adminToken != "", "anam_url", cfg.anamURL, "watch", cfg.watch, "poll_interval", cfg.poll.String(), "auth", cfg.auth, "rate_limit", cfg.rateLimit, "tracing", tracer != nil)
-
-	served := make(chan error, 1)
-	go func() { served <- httpServer.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: finishing in-flight requests", "grace", cfg.shutdownGrace.String())
-	if err := shutdown(httpServer, cfg.shutdownGrace, cutShort, log); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
-	}
-	<-served
-	log.Info("stopped")
-	return nil
-}
-
-// tracesFlushTimeout bounds the wait for the trace exporter at shutdown.
-const tracesFlushTimeout = 5 * time.Second
-
-// shutdown stops accepting connections at once and gives in-flight requests grace to finish.
-// The requests still running then are cut short through cutShort — their Anam calls end, and
-// they answer 503 shutting_down — and have shutdownDrain to write that answer before their
-// connections are closed. Requests that outlive the grace are expected (a slow Anam), so they
-// are no error: the service still exits 0.
-func shutdown(s *http.Server, grace time.Duration, cutShort context.CancelCauseFunc, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	log.Warn("shutdown grace is over: requests still running are answered 503 shutting_down", "grace", grace.String())
-	cutShort(server.ErrShuttingDown)
-	ctx, cancel = context.WithTimeout(context.Background(), shutdownDrain)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		log.Warn("closing the connections still open after the shutdown grace", "drain", shutdownDrain.String(), "error", err.Error())
-		// Close fails only on closing listeners, which the first Shutdown already closed.
-		_ = s.Close()
-	}
-	return nil
-}
-
-// productionHTTPClient reaches Anam: connections are pooled and kept alive, and every phase
-// is bounded (the call as a whole is bounded by --anam-timeout).
-func productionHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 256
-	t.MaxIdleConnsPerHost = 128
-	t.ResponseHeaderTimeout = 30 * time.Second
-	return &http.Client{Transport: t}
+	return err
 }

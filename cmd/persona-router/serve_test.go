@@ -9,11 +9,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,21 +43,23 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// service is persona-router running through run() on a loopback port.
-type service struct {
+// instance is persona-router running through run() on a loopback port.
+type instance struct {
 	url  string
 	logs *syncBuffer
 	stop func() error
 }
 
+// listening matches the log line that names the address listened on. Only bench_test.go still
+// reads it; every other test learns the address from --addr-file.
 var listening = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"|msg=listening addr=(\S+)`)
 
-// startService runs the program with args and env, waits until it listens, and stops it when
-// the test ends (checking it exits cleanly).
 // testSigningSecret is TOOL_SIGNING_SECRET in the tests' environment.
 const testSigningSecret = "test-signing-secret-of-32-bytes!"
 
-func startService(t *testing.T, env map[string]string, args ...string) *service {
+// startService runs the program with args and env, waits until it listens — its --addr-file
+// names the address — and stops it when the test ends (checking it exits cleanly).
+func startService(t *testing.T, env map[string]string, args ...string) *instance {
 	t.Helper()
 	joined := strings.Join(args, " ")
 	if !strings.Contains(joined, "--anam-url") && !strings.Contains(joined, "--sandbox") && env["ANAM_BASE_URL"] == "" {
@@ -67,41 +72,50 @@ func startService(t *testing.T, env map[string]string, args ...string) *service 
 		env["TOOL_SIGNING_SECRET"] = testSigningSecret // the shipped customer-support persona signs
 	}
 	getenv := func(k string) string { return env[k] }
+	addrFile := filepath.Join(t.TempDir(), "addr")
 	go func() {
-		done <- run(ctx, append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0"}, args...), getenv, io.Discard, logs)
+		done <- run(ctx, append([]string{"persona-router", "serve", "--addr", "127.0.0.1:0", "--addr-file", addrFile}, args...), getenv, io.Discard, logs)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
+	addr, err := waitAddrFile(addrFile, done)
+	if err != nil {
+		cancel()
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	s := &instance{url: "http://" + addr, logs: logs}
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() { cancel(); stopErr = <-done })
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("service exited with %v", err)
+		}
+	})
+	s.waitHealthy(t)
+	return s
+}
+
+// waitAddrFile waits until the service writes its address to path, or exits (done).
+func waitAddrFile(path string, done <-chan error) (string, error) {
+	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if m := listening.FindStringSubmatch(logs.String()); m != nil {
-			s := &service{url: "http://" + m[1] + m[2], logs: logs}
-			var once sync.Once
-			var stopErr error
-			s.stop = func() error {
-				once.Do(func() { cancel(); stopErr = <-done })
-				return stopErr
-			}
-			t.Cleanup(func() {
-				if err := s.stop(); err != nil {
-					t.Errorf("service exited with %v", err)
-				}
-			})
-			s.waitHealthy(t)
-			return s
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b)), nil
 		}
 		select {
 		case err := <-done:
-			cancel()
-			t.Fatalf("service exited before listening: %v\n%s", err, logs.String())
-		case <-time.After(10 * time.Millisecond):
+			return "", fmt.Errorf("service exited before listening: %v", err)
+		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("service did not start:\n%s", logs.String())
+			return "", errors.New("service did not start")
 		}
 	}
 }
 
-func (s *service) waitHealthy(t *testing.T) {
+func (s *instance) waitHealthy(t *testing.T) {
 	t.Helper()
 	for range 100 {
 		resp, err := http.Get(s.url + "/healthz")
@@ -124,7 +138,7 @@ type answer struct {
 }
 
 // post sends body (nil for no body at all) with the given headers.
-func (s *service) post(t *testing.T, path string, body []byte, headers ...string) answer {
+func (s *instance) post(t *testing.T, path string, body []byte, headers ...string) answer {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -200,7 +214,7 @@ func (u *upstream) requests() []received {
 
 const testKey = "sk-test-4f1b9c0e-very-secret"
 
-func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ...string) *service {
+func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ...string) *instance {
 	t.Helper()
 	if env == nil {
 		env = map[string]string{}
@@ -212,6 +226,7 @@ func startWithUpstream(t *testing.T, u *upstream, env map[string]string, args ..
 }
 
 func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	a := s.post(t, "/api/session-token", nil)
@@ -259,6 +274,7 @@ func TestTokenWithoutBodyGetsTheDefaultPersona(t *testing.T) {
 }
 
 func TestTokenRoutesByContextAndMetadata(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil, "--auth", "header")
 	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise", "product": "Atlas", "region": "EU"}}`),
@@ -314,6 +330,7 @@ func TestTokenRoutesByContextAndMetadata(t *testing.T) {
 }
 
 func TestAnonymousSupportHasNoTools(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	a := s.post(t, "/api/session-token", []byte(`{"context": "customer-support", "metadata": {"tier": "enterprise"}}`), "Content-Type", "application/json")
@@ -346,6 +363,7 @@ func TestAnonymousSupportHasNoTools(t *testing.T) {
 }
 
 func TestTokenRequestErrors(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	for _, tc := range []struct {
@@ -374,6 +392,7 @@ func TestTokenRequestErrors(t *testing.T) {
 }
 
 func TestTokenRenderFailure(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	flags := writeConfig(t, map[string]string{"personas/default.yaml": defaultPersona + `maxSessionLengthSeconds: "{{ metadata.max }}"
 tools:
@@ -410,6 +429,7 @@ tools:
 }
 
 func TestTokenUpstreamErrors(t *testing.T) {
+	t.Parallel()
 	jsonError := func(status int, body string, headers ...string) func(int, http.ResponseWriter, *http.Request) {
 		return func(_ int, w http.ResponseWriter, _ *http.Request) {
 			for i := 0; i+1 < len(headers); i += 2 {
@@ -448,6 +468,7 @@ func TestTokenUpstreamErrors(t *testing.T) {
 		{"2xx with a non-string token", jsonError(200, `{"sessionToken": 42}`), 502, "upstream_unavailable", 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			u := newUpstream(t, tc.answer)
 			s := startWithUpstream(t, u, nil)
 			a := s.post(t, "/api/session-token", []byte(`{"context": "sales"}`))
@@ -468,6 +489,7 @@ func TestTokenUpstreamErrors(t *testing.T) {
 }
 
 func TestTokenRetriesThenSucceeds(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n < 2 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -483,6 +505,7 @@ func TestTokenRetriesThenSucceeds(t *testing.T) {
 }
 
 func TestTokenTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	t.Run("slow answer", func(t *testing.T) {
@@ -518,6 +541,7 @@ func TestTokenTimeout(t *testing.T) {
 }
 
 func TestSandbox(t *testing.T) {
+	t.Parallel()
 	s := startService(t, map[string]string{}, "--sandbox", "--rules", "../../rules", "--personas", "../../personas")
 	if !strings.Contains(s.logs.String(), "SANDBOX MODE") {
 		t.Errorf("no sandbox warning at start:\n%s", s.logs.String())
@@ -552,6 +576,7 @@ func TestSandbox(t *testing.T) {
 }
 
 func TestStartupRefusals(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -565,6 +590,11 @@ func TestStartupRefusals(t *testing.T) {
 		{"bad anam url", map[string]string{"ANAM_API_KEY": "k"}, []string{"--anam-url", "api.anam.ai"}, "--anam-url must be an http(s) URL"},
 		{"bad origin", map[string]string{"ANAM_API_KEY": "k", "CORS_ORIGINS": "app.example.com"}, nil, "is not an origin"},
 		{"negative shutdown grace", map[string]string{"ANAM_API_KEY": "k", "SHUTDOWN_GRACE": "-1s"}, nil, "--shutdown-grace must not be negative"},
+		{"negative shutdown delay", map[string]string{"ANAM_API_KEY": "k", "SHUTDOWN_DELAY": "-1s"}, nil, "--shutdown-delay must not be negative"},
+		{"zero redis timeout", map[string]string{"ANAM_API_KEY": "k", "REDIS_TIMEOUT": "0s"}, nil, "--redis-timeout must be positive"},
+		{"address file in no directory", map[string]string{"ANAM_API_KEY": "k", "TOOL_SIGNING_SECRET": testSigningSecret, "ADDR_FILE": "/nonexistent-dir/addr"}, nil, "writing the address file"},
+		{"bad rate limit", map[string]string{"ANAM_API_KEY": "k"}, []string{"--rate-limit", "10/day"}, "--rate-limit: rate limit"},
+		{"bad trusted proxy", map[string]string{"ANAM_API_KEY": "k", "TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"}, nil, `--trusted-proxies: "proxy.local" is not a CIDR or an IP address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -578,6 +608,7 @@ func TestStartupRefusals(t *testing.T) {
 }
 
 func TestFlagWinsOverEnvironment(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	// ANAM_BASE_URL points nowhere; the flag must win. RULES_DIR applies as no flag sets it.
 	env := map[string]string{"ANAM_API_KEY": testKey, "ANAM_BASE_URL": "http://127.0.0.1:1", "RULES_DIR": "../../rules", "PERSONAS_DIR": "../../personas", "LOG_FORMAT": "json"}
@@ -588,6 +619,7 @@ func TestFlagWinsOverEnvironment(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil, "--cors-origins", "https://app.example.com, https://admin.example.com")
 	preflight := func(origin string) answer {
@@ -635,6 +667,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestAdminExplain(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	explain := []byte(`{"context": "sales", "metadata": {"region": "US"}, "user": {"id": "u-1002"}}`)
 
@@ -657,7 +690,7 @@ func TestAdminExplain(t *testing.T) {
 	trace, _ := a.body["trace"].([]any)
 	// sales-eu, sales-v2-rollout (the winner), then the french overlay: overlays are tried
 	// whatever rule wins.
-	if len(trace) != 3 || a.body["configVersion"] == "" || a.body["personaConfig"] == nil {
+	if version, ok := a.body["configVersion"].(string); len(trace) != 3 || !ok || version == "" || a.body["personaConfig"] == nil {
 		t.Errorf("explain: %s", a.raw)
 	}
 	// What the token endpoint would refuse, explain says so, with no decision.
@@ -687,6 +720,7 @@ func TestAdminExplain(t *testing.T) {
 }
 
 func TestOperationsEndpoints(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	s.post(t, "/api/session-token", []byte(`{"context": "training"}`))
@@ -730,6 +764,7 @@ func TestOperationsEndpoints(t *testing.T) {
 }
 
 func TestRequestIDIsEchoed(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t, nil)
 	s := startWithUpstream(t, u, nil)
 	if a := s.post(t, "/api/session-token", nil, "X-Request-Id", "req-123.abc"); a.header.Get("X-Request-Id") != "req-123.abc" {
@@ -744,6 +779,7 @@ func TestRequestIDIsEchoed(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
 	arrived, release := make(chan struct{}), make(chan struct{})
 	u := newUpstream(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		close(arrived)
@@ -771,6 +807,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestRequestsPastTheShutdownGraceAnswer503(t *testing.T) {
+	t.Parallel()
 	arrived := make(chan struct{})
 	// Anam never answers; the call ends only when the service gives up on it.
 	u := newUpstream(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
@@ -809,6 +846,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestSecretsNeverLogged(t *testing.T) {
+	t.Parallel()
 	const token = "eyJsecret.eyJtoken-payload.signature-secret"
 	u := newUpstream(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		switch n {

@@ -21,6 +21,7 @@ var rolloutFiles = map[string]string{
 }
 
 func TestSplitCommand(t *testing.T) {
+	t.Parallel()
 	dirs := writeConfig(t, rolloutFiles)
 	count := func(id func(i int) string, n int) int {
 		in := 0
@@ -111,6 +112,7 @@ func TestSplitCommand(t *testing.T) {
 }
 
 func TestSplitCommandErrors(t *testing.T) {
+	t.Parallel()
 	dirs := writeConfig(t, rolloutFiles)
 	for _, tc := range []struct {
 		args []string

@@ -38,6 +38,15 @@ func ParseSpec(s string) (Spec, error) {
 	return Spec{Count: n, Per: per}, nil
 }
 
+// String writes the spec as ParseSpec reads it: 10/min, 5/s, 100/h.
+func (s Spec) String() string {
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "min", time.Hour: "h"}[s.Per]
+	if unit == "" {
+		unit = s.Per.String()
+	}
+	return strconv.Itoa(s.Count) + "/" + unit
+}
+
 // DefaultMaxKeys bounds the keys held at once (about 10 MB); past it the least recently seen
 // are dropped.
 const DefaultMaxKeys = 50_000

@@ -13,6 +13,13 @@ func TestParseSpec(t *testing.T) {
 		if got, err := ParseSpec(in); err != nil || got != want {
 			t.Errorf("ParseSpec(%q) = %v, %v; want %v", in, got, err, want)
 		}
+		// String writes what ParseSpec reads back.
+		if again, err := ParseSpec(want.String()); err != nil || again != want {
+			t.Errorf("ParseSpec(%q) = %v, %v; want %v", want.String(), again, err, want)
+		}
+	}
+	if got := (Spec{10, time.Minute}).String(); got != "10/min" {
+		t.Errorf("String() = %q, want 10/min", got)
 	}
 	for _, bad := range []string{"", "10", "10/day", "0/min", "-1/s", "ten/min", "10/"} {
 		if _, err := ParseSpec(bad); err == nil {

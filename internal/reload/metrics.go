@@ -11,6 +11,7 @@ type Metrics struct {
 	lastOK      prometheus.Gauge
 	lastSuccess prometheus.Gauge
 	reloads     *prometheus.CounterVec
+	requests    *prometheus.CounterVec
 	info        *prometheus.GaugeVec
 	rules       prometheus.Gauge
 	personas    prometheus.Gauge
@@ -31,6 +32,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "persona_router_config_reloads_total",
 			Help: "Configuration loads run (the one at start-up included), by result.",
 		}, []string{"result"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "persona_router_config_reload_requests_total",
+			Help: "Reload requests the reload loop handled, by trigger (watch, poll, sighup, admin); a watch or poll request runs the loader only when the files changed.",
+		}, []string{"trigger"}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "persona_router_config_info",
 			Help: "The configuration serving, by version; always 1.",
@@ -44,9 +49,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Persona templates in the configuration serving.",
 		}),
 	}
-	reg.MustRegister(m.lastOK, m.lastSuccess, m.reloads, m.info, m.rules, m.personas)
+	reg.MustRegister(m.lastOK, m.lastSuccess, m.reloads, m.requests, m.info, m.rules, m.personas)
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
+	for _, trigger := range []string{TriggerWatch, TriggerPoll, TriggerSignal, TriggerAdmin} {
+		m.requests.WithLabelValues(trigger)
+	}
 	return m
 }
 
@@ -66,4 +74,10 @@ func (m *Metrics) record(st Status, serving *config.Snapshot) {
 		m.rules.Set(float64(len(serving.Rules())))
 		m.personas.Set(float64(len(serving.PersonaIDs())))
 	}
+}
+
+// handled counts a reload request the loop has finished with, whether it ran the loader or
+// found the files unchanged.
+func (m *Metrics) handled(trigger string) {
+	m.requests.WithLabelValues(trigger).Inc()
 }

@@ -105,6 +105,7 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case req := <-m.requests:
 			st, _ := m.reload(req.trigger, req.force)
+			m.metrics.handled(req.trigger)
 			if req.reply != nil {
 				req.reply <- st
 			}

@@ -19,10 +19,24 @@ func handleHealthz() gin.HandlerFunc {
 	}
 }
 
-// handleReadyz answers 200 once a configuration is loaded. A rejected reload leaves the last
-// good configuration serving, so it does not make the service unready.
+// handleReadyz answers 200 when the service wants requests: 503 not_ready once it has begun to
+// shut down (see Drain), and, with --on-store-error deny, while the store of budgets and limits
+// does not answer, as every token request would then be refused. A rejected reload leaves the
+// last good configuration serving, so it does not make the service unready.
 func (s *Server) handleReadyz() gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if s.draining.Load() {
+			abort(c, &apiError{code: codeNotReady, message: "the service is shutting down"})
+			return
+		}
+		if s.denyOnStore && s.storeCheck != nil {
+			if err := s.storeCheck(c.Request.Context()); err != nil {
+				s.storeFailed(logOf(c).id, err)
+				abort(c, &apiError{code: codeNotReady, message: "budgets and limits cannot be checked right now (--on-store-error deny)"})
+				return
+			}
+			s.storeAnswered()
+		}
 		snap := s.snapshot(c)
 		if snap == nil {
 			return

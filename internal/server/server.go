@@ -76,6 +76,10 @@ type Options struct {
 	DenyOnStoreError bool
 	// TracerProvider traces every request (telemetry.Setup); nil installs no tracing at all.
 	TracerProvider trace.TracerProvider
+	// StoreCheck asks the store of budgets and limits whether it answers (a Redis PING within
+	// the store's deadline); nil when the store is in memory. With DenyOnStoreError, /readyz
+	// calls it and answers not ready while it fails.
+	StoreCheck func(ctx context.Context) error
 }
 
 // Server answers the service's HTTP requests.
@@ -95,6 +99,10 @@ type Server struct {
 	budgets       budget.Store
 	storeState    string
 	denyOnStore   bool
+	storeCheck    func(ctx context.Context) error
+	// draining is set when the service begins to shut down: /readyz answers not ready from
+	// then on, so that load balancers stop sending before the listener closes.
+	draining atomic.Bool
 	// throttle, when the rate limit and the budgets both live in Redis, is the rate limit the
 	// token handler takes in the budgets' script; nil otherwise.
 	throttle rateSpec
@@ -145,6 +153,7 @@ func New(opts Options) (*Server, error) {
 		budgets:        opts.Budgets,
 		storeState:     cmp.Or(opts.StoreState, "memory"),
 		denyOnStore:    opts.DenyOnStoreError,
+		storeCheck:     opts.StoreCheck,
 		sessionSeconds: cmp.Or(opts.DefaultSessionSeconds, DefaultSessionSeconds),
 	}
 	if s.budgets == nil {
@@ -173,6 +182,10 @@ func New(opts Options) (*Server, error) {
 	s.routes()
 	return s, nil
 }
+
+// Drain makes /readyz answer 503 not_ready from now on: the service is shutting down. Every
+// other endpoint goes on serving as before.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

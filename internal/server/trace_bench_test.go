@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/persona-router/persona-router/internal/anam"
+	"github.com/persona-router/persona-router/internal/sandbox"
 	"github.com/persona-router/persona-router/internal/telemetry"
 )
 
@@ -60,7 +61,7 @@ func BenchmarkTokenTracing(b *testing.B) {
 			if sdk, ok := tc.tp.(*sdktrace.TracerProvider); ok {
 				b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
 			}
-			fake := anam.InProcess(&anam.Fake{APIKey: "key"})
+			fake := sandbox.InProcess(&sandbox.Fake{APIKey: "key"})
 			opts := Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Configs: fixed{snap}, Metrics: NewMetrics()}
 			if tc.wired {
 				opts.Anam = anam.NewClient("http://anam", "key", fake, 10*time.Second, anam.WithTracerProvider(tc.tp))

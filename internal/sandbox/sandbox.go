@@ -1,19 +1,38 @@
-package anam
+// Package sandbox is the fake Anam that --sandbox serves tokens from, and that tests and
+// benchmarks serve over real HTTP. It stays out of the production packages: only the service's
+// --sandbox wiring imports it.
+package sandbox
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
-	"net/http/httptest"
+	"strconv"
 	"time"
 
+	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/catalogue"
 )
 
-// Fake is an in-process stand-in for Anam's session-token endpoint, following the contract
-// this service relies on: it checks the bearer key and the persona config as Anam does, and
-// answers with a sandbox token. The sandbox serves it; tests serve it over real HTTP.
+// APIKey is the key the sandbox's client sends and its fake accepts.
+const APIKey = "sandbox"
+
+// baseURL is where the sandbox's client believes Anam is; no request leaves the process.
+const baseURL = "http://anam.sandbox"
+
+// NewClient returns an Anam client whose calls are answered by a Fake in this process, with no
+// socket: the sandbox reaches its fake Anam through the same client code as the real one
+// (with the same options, tracing included).
+func NewClient(timeout time.Duration, opts ...anam.Option) *anam.Client {
+	return anam.NewClient(baseURL, APIKey, InProcess(&Fake{APIKey: APIKey}), timeout, opts...)
+}
+
+// Fake is a stand-in for Anam's session-token endpoint, following the contract this service
+// relies on: it checks the bearer key and the persona config as Anam does, and answers with a
+// sandbox token. The sandbox serves it in-process; tests and benchmarks serve it over HTTP.
 type Fake struct {
 	// APIKey is the only key accepted.
 	APIKey string
@@ -24,7 +43,7 @@ type Fake struct {
 var _ http.Handler = (*Fake)(nil)
 
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != SessionPath {
+	if r.URL.Path != anam.SessionPath {
 		fakeError(w, http.StatusNotFound, "not found")
 		return
 	}
@@ -106,8 +125,7 @@ func SandboxToken(now time.Time) string {
 	return sandboxHeader + "." + enc.EncodeToString(payload) + "." + sandboxSignature
 }
 
-// InProcess returns an http.Client whose requests are served by h directly, without a socket:
-// the sandbox reaches its fake Anam through the same client code as the real one.
+// InProcess returns an http.Client whose requests are served by h directly, without a socket.
 func InProcess(h http.Handler) *http.Client {
 	return &http.Client{Transport: inProcess{h}}
 }
@@ -121,9 +139,41 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := r.Context().Err(); err != nil {
 		return nil, err
 	}
-	rec := httptest.NewRecorder()
-	t.h.ServeHTTP(rec, r)
-	resp := rec.Result()
-	resp.Request = r
-	return resp, nil
+	w := &recorder{header: http.Header{}}
+	t.h.ServeHTTP(w, r)
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return &http.Response{
+		Status:        strconv.Itoa(w.status) + " " + http.StatusText(w.status),
+		StatusCode:    w.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        w.header,
+		Body:          io.NopCloser(&w.body),
+		ContentLength: int64(w.body.Len()),
+		Request:       r,
+	}, nil
+}
+
+// recorder is the http.ResponseWriter of an in-process request: it keeps the answer whole, as
+// the fake's answers are small.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *recorder) Header() http.Header { return w.header }
+
+func (w *recorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(p)
 }
