@@ -146,7 +146,7 @@ func TestOneRoundTripToRedis(t *testing.T) {
 	}
 	u := newUpstream(t, nil)
 	flags := budgetConfig(t, "  - {name: daily, window: day, sessions: 100, minutes: 1000}\n  - {name: account, key: '\"global\"', concurrent: 100}\n")
-	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append(flags, "--anam-url", u.URL, "--redis-url", srv.URL(), "--rate-limit", "100/min")...)
+	s := startService(t, map[string]string{"ANAM_API_KEY": testKey}, append(flags, "--anam-url", u.URL, "--redis-url", srv.URL(), "--rate-limit", "100/min", "--redis-timeout", slowMachine)...)
 	token := func() {
 		t.Helper()
 		if a := s.post(t, "/api/session-token", []byte(`{}`)); a.status != http.StatusOK {

@@ -61,7 +61,7 @@ var fleetClient = &http.Client{
 // startFleet runs n replicas with the same flags (env is their whole environment) and stops
 // them all when the test ends: each gets an interrupt, then is killed if it has not exited
 // within three seconds.
-// slowMachine is the Redis deadline of the fleets that count exactly: with the default 50 ms, a
+// slowMachine is the Redis deadline of the tests that count exactly: with the default 50 ms, a
 // burst on a loaded 2-core machine meets store errors, and --on-store-error allow lets those
 // requests through unbudgeted (by design, and documented), which would make exact counts flaky.
 // The outage subtest keeps the default.
