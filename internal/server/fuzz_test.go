@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/persona-router/persona-router/internal/anam"
@@ -34,25 +32,12 @@ func (f fixed) Current() *config.Snapshot { return f.snap }
 // schema: every answer is a success or a client error (400, 413, 422) in the documented JSON
 // shape, never a 500, and whatever is accepted obeyed the context rule.
 func FuzzTokenRequest(f *testing.F) {
-	dir := f.TempDir()
 	files := map[string]string{
 		"personas/default.yaml": "name: \"Cara {{ metadata.tier ?? '' }} {{ context }}\"\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n",
 		"rules/a.yaml": "metadata:\n  tier: {type: string, enum: [free, pro]}\n  seats: {type: integer, min: 1}\n  note: {type: string, maxLength: 20}\n" +
 			"rules:\n  - {name: pro, when: 'metadata.tier == \"pro\" && metadata.seats > 3', persona: default}\n",
 	}
-	for name, text := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			f.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			f.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
-	if err != nil {
-		f.Fatal(err)
-	}
+	snap := loadConfig(f, files)
 	srv, err := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Configs: fixed{snap}, Anam: fakeMinter{}, Metrics: NewMetrics()})
 	if err != nil {
 		f.Fatal(err)

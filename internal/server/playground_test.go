@@ -6,37 +6,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/persona-router/persona-router/internal/config"
 )
 
 // playgroundServer is a Server with a metadata schema, and the admin API on when token is set.
 func playgroundServer(t *testing.T, token string) *Server {
 	t.Helper()
-	dir := t.TempDir()
 	files := map[string]string{
 		"personas/default.yaml": "name: \"Cara {{ metadata.tier ?? '' }}\"\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n",
 		"rules/a.yaml": "metadata:\n  tier: {type: string, enum: [free, pro]}\n  seats: {type: integer, min: 1}\n" +
 			"rules:\n  - {name: pro, when: 'metadata.tier == \"pro\"', persona: default}\n",
 	}
-	for name, text := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := loadConfig(t, files)
 	srv, err := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Configs: fixed{snap}, Anam: fakeMinter{}, Metrics: NewMetrics(), AdminToken: token})
 	if err != nil {
 		t.Fatal(err)

@@ -6,34 +6,18 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
 )
 
 func TestAdminSplit(t *testing.T) {
-	dir := t.TempDir()
-	for name, text := range map[string]string{
+	snap := loadConfig(t, map[string]string{
 		"personas/default.yaml": "name: Cara\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n",
 		"rules/a.yaml": "metadata:\n  tier: {type: string, enum: [free, pro]}\n" +
 			"rules:\n  - {name: v2, when: 'context == \"sales\" && metadata.tier == \"pro\" && bucket(user.id + \":v2\") < 20', persona: default}\n",
-	} {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	srv, err := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Configs: fixed{snap}, Anam: fakeMinter{},
 		Metrics: NewMetrics(), AdminToken: "admin-token-for-tests"})
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -116,26 +114,13 @@ func (ts *tracedService) requestLine(t *testing.T) map[string]any {
 // "sales" to persona sales.
 func traceSnapshot(tb testing.TB) *config.Snapshot {
 	tb.Helper()
-	dir := tb.TempDir()
 	persona := "avatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n"
 	files := map[string]string{
 		"personas/default.yaml": "name: Cara\n" + persona,
 		"personas/sales.yaml":   "name: Sam\n" + persona,
 		"rules/a.yaml":          "rules:\n  - {name: to-sales, when: 'context == \"sales\"', persona: sales}\n",
 	}
-	for name, text := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	snap := loadConfig(tb, files)
 	return snap
 }
 
