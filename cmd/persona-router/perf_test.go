@@ -18,7 +18,7 @@ var (
 	perfRounds     = flag.Int("perf.rounds", 5, "BenchmarkSideBySide: interleaved rounds (router, then forwarder)")
 	perfDuration   = flag.Duration("perf.duration", 5*time.Second, "BenchmarkSideBySide: length of one run")
 	perfConns      = flag.Int("perf.conns", 32, "BenchmarkSideBySide: concurrent keep-alive connections")
-	perfCPUProfile = flag.String("perf.cpuprofile", "", "BenchmarkSideBySide: write the router's CPU profile to this file")
+	perfCPUProfile = flag.String("perf.cpuprofile", "", "BenchmarkSideBySide: write the router's CPU profile to this file, the forwarder's to this file.forwarder")
 )
 
 // BenchmarkSideBySide compares persona-router with a bare forwarder, each its own process, both
@@ -53,11 +53,12 @@ func BenchmarkSideBySide(b *testing.B) {
 		rounds = append(rounds, r)
 	}
 	if profile != "" {
-		s.stopProfile(b, profile)
+		s.stopProfiles(b, profile)
 	}
 	stopRouter(b, s.router)
 	sum := summarize(rounds)
-	b.Log("\n" + sum.String())
+	// Printed rather than logged: a benchmark's log is cut to its first lines without -v.
+	fmt.Print(sum.String())
 	b.ReportMetric(sum.cpu.median, "cpu-ratio")
 	b.ReportMetric(sum.rps.median, "rps-ratio")
 	b.ReportMetric(sum.p99.median, "p99-ratio")

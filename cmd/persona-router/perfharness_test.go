@@ -18,8 +18,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +62,9 @@ func TestPerfHelperProcess(t *testing.T) {
 	}
 	// The parent holds our stdin: when it goes away, so do we.
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	if path := os.Getenv(perfCPUProfileEnv); path != "" {
+		profileUntilSIGUSR1(path)
+	}
 	var h http.Handler
 	switch role {
 	case perfRoleAnam:
@@ -159,6 +164,26 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}{answer.SessionToken, "sales"})
 }
 
+// profileUntilSIGUSR1 is perfProfileHook for the helper processes.
+func profileUntilSIGUSR1(path string) {
+	f, err := os.Create(path + ".partial")
+	if err != nil {
+		panic(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		panic(err)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGUSR1)
+	go func() {
+		<-stop
+		pprof.StopCPUProfile()
+		if f.Close() == nil {
+			_ = os.Rename(path+".partial", path)
+		}
+	}()
+}
+
 // perfProcess is one server process of the harness.
 type perfProcess struct {
 	name  string
@@ -239,6 +264,7 @@ const perfProfileHook = `package main
 
 import (
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"syscall"
 )
@@ -527,7 +553,11 @@ func startSideBySide(t testing.TB, cpuProfile string) *sideBySide {
 	bin := buildRouter(t, dir, cpuProfile != "")
 	fake := startHelper(t, perfRoleAnam)
 	s := &sideBySide{logPath: filepath.Join(dir, "persona-router.log")}
-	s.forwarder = startHelper(t, perfRoleForwarder, perfAnamURLEnv+"="+fake.url)
+	env := []string{perfAnamURLEnv + "=" + fake.url}
+	if cpuProfile != "" {
+		env = append(env, perfCPUProfileEnv+"="+cpuProfile+".forwarder")
+	}
+	s.forwarder = startHelper(t, perfRoleForwarder, env...)
 	s.router = startRouter(t, bin, fake.url, s.logPath, cpuProfile)
 	return s
 }
@@ -541,17 +571,25 @@ func (s *sideBySide) run(p *perfProcess, spec loadSpec, check func(string) error
 	return res, nil
 }
 
-// stopProfile ends the router's CPU profile (perfProfileHook) and waits until it is written.
-func (s *sideBySide) stopProfile(t testing.TB, path string) {
+// stopProfiles ends the CPU profiles of the router (path) and of the forwarder
+// (path.forwarder), and waits until they are written.
+func (s *sideBySide) stopProfiles(t testing.TB, path string) {
 	t.Helper()
-	if err := s.router.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	for range 500 {
-		if _, err := os.Stat(path); err == nil {
-			return
+	for _, p := range []struct {
+		proc *perfProcess
+		path string
+	}{{s.router, path}, {s.forwarder, path + ".forwarder"}} {
+		if err := p.proc.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		for i := 0; ; i++ {
+			if _, err := os.Stat(p.path); err == nil {
+				break
+			}
+			if i == 500 {
+				t.Fatalf("%s wrote no profile to %s", p.proc.name, p.path)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
-	t.Fatalf("the router wrote no profile to %s", path)
 }
