@@ -158,7 +158,7 @@ func New(opts Options) (*Server, error) {
 	if err := s.engine.SetTrustedProxies(opts.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
-	s.engine.Use(s.requestID(), s.observe(), s.recover())
+	s.engine.Use(s.observe())
 	s.routes()
 	return s, nil
 }
