@@ -96,8 +96,19 @@ func (s *Server) observe() gin.HandlerFunc {
 		status := c.Writer.Status()
 		s.metrics.observeHTTP(route, status, elapsed)
 
-		attrs := make([]slog.Attr, 0, 12)
-		attrs = append(attrs,
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		ctx := c.Request.Context()
+		h := s.log.Handler()
+		if !h.Enabled(ctx, level) {
+			return
+		}
+		// The record goes to the handler directly: Logger.LogAttrs would also look up its
+		// caller, which no handler of this service prints.
+		r := slog.NewRecord(time.Now(), level, "request", 0)
+		r.AddAttrs(
 			slog.String("request_id", rl.id),
 			slog.String("method", c.Request.Method),
 			slog.String("route", route),
@@ -105,28 +116,24 @@ func (s *Server) observe() gin.HandlerFunc {
 			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
 		)
 		if rl.hasContext {
-			attrs = append(attrs, slog.String("context", rl.context))
+			r.AddAttrs(slog.String("context", rl.context))
 		}
 		if rl.decided {
-			attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule), slog.String("config_version", rl.version))
+			r.AddAttrs(slog.String("persona", rl.persona), slog.String("rule", rl.rule), slog.String("config_version", rl.version))
 			if len(rl.overlays) > 0 {
-				attrs = append(attrs, slog.Any("overlays", rl.overlays))
+				r.AddAttrs(slog.Any("overlays", rl.overlays))
 			}
 		}
 		if rl.anamStatus != 0 {
-			attrs = append(attrs, slog.Int("anam_status", rl.anamStatus))
+			r.AddAttrs(slog.Int("anam_status", rl.anamStatus))
 		}
 		if rl.code != "" {
-			attrs = append(attrs, slog.String("code", rl.code))
+			r.AddAttrs(slog.String("code", rl.code))
 		}
 		if rl.authFailure != "" {
-			attrs = append(attrs, slog.String("auth_failure", rl.authFailure))
+			r.AddAttrs(slog.String("auth_failure", rl.authFailure))
 		}
-		level := slog.LevelInfo
-		if status >= 500 {
-			level = slog.LevelError
-		}
-		s.log.LogAttrs(c.Request.Context(), level, "request", attrs...)
+		_ = h.Handle(ctx, r)
 	}
 }
 

@@ -93,7 +93,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 		if res.Rule != nil {
 			answer.Rule = &res.Rule.Name
 		}
-		c.JSON(http.StatusOK, answer)
+		writeToken(c, answer)
 	}
 }
 
