@@ -358,7 +358,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}()
 
-	client := anam.NewClient(cfg.anamURL, cfg.apiKey, productionHTTPClient(), cfg.anamTimeout)
+	anamHTTP := productionHTTPClient()
+	if t := anamHTTP.Transport.(*http.Transport); cfg.anamTimeout <= t.ResponseHeaderTimeout {
+		// The call's deadline (--anam-timeout) ends the wait for Anam's answer first: no
+		// second timer per request for its headers.
+		t.ResponseHeaderTimeout = 0
+	}
+	client := anam.NewClient(cfg.anamURL, cfg.apiKey, anamHTTP, cfg.anamTimeout)
 	if cfg.sandbox {
 		log.Warn("SANDBOX MODE: session tokens come from an in-process fake Anam and are not real; never use this in production")
 		client = anam.NewClient("http://anam.sandbox", "sandbox", anam.InProcess(&anam.Fake{APIKey: "sandbox"}), cfg.anamTimeout)

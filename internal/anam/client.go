@@ -162,6 +162,8 @@ func (c *Client) backoff(n int) time.Duration {
 // answers holds the buffers answers are read into: a token is about a kilobyte.
 var answers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 4096)) }}
 
+var jsonValue = []string{"application/json"}
+
 // tokenAnswer is the part of Anam's answer the service uses. A sessionToken that is not a
 // string fails to decode and leaves SessionToken empty.
 type tokenAnswer struct {
@@ -173,11 +175,11 @@ func (c *Client) attempt(ctx context.Context, body []byte) (string, *Error) {
 	if err != nil {
 		return "", &Error{Kind: Rejected, Detail: "building request: " + err.Error()}
 	}
-	req.Header = http.Header{
-		"Authorization": {"Bearer " + c.APIKey},
-		"Content-Type":  {"application/json"},
-		"Accept":        {"application/json"},
-	}
+	req.Header["Authorization"] = []string{"Bearer " + c.APIKey}
+	// Shared, never modified: net/http only reads header values, and replaces a slice to
+	// change one.
+	req.Header["Content-Type"] = jsonValue
+	req.Header["Accept"] = jsonValue
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
