@@ -78,10 +78,10 @@ func TestSideBySideSmoke(t *testing.T) {
 	for range 2 {
 		var r perfRound
 		var err error
-		if r.router, err = s.run(s.router, spec, check); err != nil {
+		if r.router, err = s.run(s.router, spec, check.check); err != nil {
 			t.Fatal(err)
 		}
-		if r.forwarder, err = s.run(s.forwarder, spec, check); err != nil {
+		if r.forwarder, err = s.run(s.forwarder, spec, check.check); err != nil {
 			t.Fatal(err)
 		}
 		rounds = append(rounds, r)
@@ -109,20 +109,36 @@ func TestSideBySideSmoke(t *testing.T) {
 	}
 	t.Log("\n" + sum.String())
 
+	// Each answer was a token the fake minted: as many as it minted, each different, with the
+	// same hash sum.
 	total := 2 * spec.requests
-	if got := routerCounted(t, s.router.url); got != total {
-		t.Errorf("persona_router_http_requests_total for 200s of the token route is %d, want %d", got, total)
+	var minted int
+	var hashes uint64
+	if _, err := fmt.Sscan(fetch(t, s.anam.url+"/minted"), &minted, &hashes); err != nil {
+		t.Fatal(err)
+	}
+	if minted != check.count || hashes != check.sum || check.count != 2*total {
+		t.Errorf("the fake Anam minted %d tokens (hash sum %x); %d answers were tokens (hash sum %x), of %d requests",
+			minted, hashes, check.count, check.sum, 2*total)
+	}
+	const series = `persona_router_http_requests_total{code="200",route="/api/session-token"} `
+	if got := counted(t, s.router.url+"/metrics", series); got != total {
+		t.Errorf("%s is %d, want %d", series, got, total)
 	}
 	stopRouter(t, s.router)
-	if got := loggedRequests(t, s.logPath); got != total {
-		t.Errorf("the log file holds %d request lines for the token route, want %d", got, total)
+	lines, last := loggedRequests(t, s.logPath)
+	if lines != total {
+		t.Errorf("the log file holds %d request lines for the token route, want %d", lines, total)
+	}
+	// The last line is written as the service exits, after any periodic flush.
+	if last != "stopped" {
+		t.Errorf("the log file's last line says %q, want the shutdown's last line (stopped)", last)
 	}
 }
 
-// routerCounted reads the router's count of answered token requests from /metrics.
-func routerCounted(t *testing.T, url string) int {
+func fetch(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,30 +147,34 @@ func routerCounted(t *testing.T, url string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const series = `persona_router_http_requests_total{code="200",route="/api/session-token"} `
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series); ok {
+	return string(body)
+}
+
+// counted reads the value of the series whose line starts with prefix from url.
+func counted(t *testing.T, url, prefix string) int {
+	t.Helper()
+	for line := range strings.Lines(fetch(t, url)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
 			var n int
 			if _, err := fmt.Sscan(v, &n); err != nil {
-				t.Fatalf("%s%s: %v", series, v, err)
+				t.Fatalf("%s: %q: %v", url, line, err)
 			}
 			return n
 		}
 	}
-	t.Fatalf("no %s in /metrics", series)
+	t.Fatalf("%s: no %q", url, prefix)
 	return 0
 }
 
-// loggedRequests counts the log file's request lines for the token route answered 200; every
-// line of the file must be a JSON object.
-func loggedRequests(t *testing.T, path string) int {
+// loggedRequests counts the log file's request lines for the token route answered 200, and
+// returns the message of its last line; every line of the file must be a JSON object.
+func loggedRequests(t *testing.T, path string) (n int, last string) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	n := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var line struct {
@@ -169,11 +189,12 @@ func loggedRequests(t *testing.T, path string) int {
 		if line.Msg == "request" && line.Route == "/api/session-token" && line.Status == 200 && line.ID != "" {
 			n++
 		}
+		last = line.Msg
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return n, last
 }
 
 // perfRound is one round: a run against each side.

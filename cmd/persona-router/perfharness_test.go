@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -68,7 +69,7 @@ func TestPerfHelperProcess(t *testing.T) {
 	var h http.Handler
 	switch role {
 	case perfRoleAnam:
-		h = &anam.Fake{APIKey: perfAPIKey}
+		h = &countingFake{fake: &anam.Fake{APIKey: perfAPIKey}}
 	case perfRoleForwarder:
 		fwd, err := newForwarder(os.Getenv(perfAnamURLEnv))
 		if err != nil {
@@ -89,6 +90,59 @@ func TestPerfHelperProcess(t *testing.T) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintln(os.Stderr, srv.Serve(ln))
 	os.Exit(1)
+}
+
+// countingFake is the fake Anam, keeping account of the tokens it mints: GET /minted answers
+// their number and the XOR of their FNV-1a hashes, which the harness compares with the tokens
+// it was answered.
+type countingFake struct {
+	fake   *anam.Fake
+	mu     sync.Mutex
+	minted int
+	sum    uint64
+}
+
+func (f *countingFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/minted" {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		fmt.Fprintf(w, "%d %d\n", f.minted, f.sum)
+		return
+	}
+	rec := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
+	f.fake.ServeHTTP(rec, r)
+	var answer struct {
+		SessionToken string `json:"sessionToken"`
+	}
+	if rec.status == http.StatusOK && json.Unmarshal(rec.body, &answer) == nil && answer.SessionToken != "" {
+		f.mu.Lock()
+		f.minted++
+		f.sum ^= tokenHash(answer.SessionToken)
+		f.mu.Unlock()
+	}
+}
+
+func tokenHash(token string) uint64 {
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, token)
+	return h.Sum64()
+}
+
+// recordingWriter keeps the status and body a handler writes.
+type recordingWriter struct {
+	http.ResponseWriter
+	status int
+	body   []byte
+}
+
+func (w *recordingWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.body = append(w.body, p...)
+	return w.ResponseWriter.Write(p)
 }
 
 // forwarder is the baseline: decode the request, send a fixed persona config to Anam, return
@@ -505,46 +559,54 @@ func postToken(client *http.Client, url string, check func(string) error) error 
 	return nil
 }
 
-// fakeTokenChecker accepts only tokens the fake Anam minted, each once: JWT-shaped, with the
-// fake's sandbox claims and a fresh id.
-func fakeTokenChecker() func(string) error {
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	return func(token string) error {
-		parts := strings.Split(token, ".")
-		if len(parts) != 3 {
-			return fmt.Errorf("token is not header.payload.signature: %d parts", len(parts))
-		}
-		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-		if err != nil {
-			return fmt.Errorf("token payload: %w", err)
-		}
-		var claims struct {
-			Type    string `json:"type"`
-			Sandbox *bool  `json:"sandbox"`
-			ID      string `json:"jti"`
-			Expires int64  `json:"exp"`
-		}
-		if err := json.Unmarshal(payload, &claims); err != nil {
-			return fmt.Errorf("token payload: %w", err)
-		}
-		if claims.Type != "ephemeral" || claims.Sandbox == nil || !*claims.Sandbox || claims.ID == "" || claims.Expires == 0 {
-			return fmt.Errorf("token is not the fake Anam's: %s", payload)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if seen[claims.ID] {
-			return fmt.Errorf("token %s answered twice", claims.ID)
-		}
-		seen[claims.ID] = true
-		return nil
+// tokenChecker accepts tokens shaped as the fake Anam mints them, each once: JWT-shaped, with
+// the fake's sandbox claims and a fresh id. It keeps account of them as countingFake does.
+type tokenChecker struct {
+	mu    sync.Mutex
+	seen  map[string]bool
+	count int
+	sum   uint64
+}
+
+func fakeTokenChecker() *tokenChecker { return &tokenChecker{seen: map[string]bool{}} }
+
+func (c *tokenChecker) check(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("token is not header.payload.signature: %d parts", len(parts))
 	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return fmt.Errorf("token payload: %w", err)
+	}
+	var claims struct {
+		Type    string `json:"type"`
+		Sandbox *bool  `json:"sandbox"`
+		ID      string `json:"jti"`
+		Expires int64  `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return fmt.Errorf("token payload: %w", err)
+	}
+	if claims.Type != "ephemeral" || claims.Sandbox == nil || !*claims.Sandbox || claims.ID == "" || claims.Expires == 0 {
+		return fmt.Errorf("token is not the fake Anam's: %s", payload)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen[claims.ID] {
+		return fmt.Errorf("token %s answered twice", claims.ID)
+	}
+	c.seen[claims.ID] = true
+	c.count++
+	c.sum ^= tokenHash(token)
+	return nil
+
 }
 
 // sideBySide is one harness: the fake Anam, the router and the forwarder, running.
 type sideBySide struct {
-	router, forwarder *perfProcess
-	logPath           string
+	anam, router, forwarder *perfProcess
+	logPath                 string
 }
 
 func startSideBySide(t testing.TB, cpuProfile string) *sideBySide {
@@ -552,7 +614,7 @@ func startSideBySide(t testing.TB, cpuProfile string) *sideBySide {
 	dir := t.TempDir()
 	bin := buildRouter(t, dir, cpuProfile != "")
 	fake := startHelper(t, perfRoleAnam)
-	s := &sideBySide{logPath: filepath.Join(dir, "persona-router.log")}
+	s := &sideBySide{anam: fake, logPath: filepath.Join(dir, "persona-router.log")}
 	env := []string{perfAnamURLEnv + "=" + fake.url}
 	if cpuProfile != "" {
 		env = append(env, perfCPUProfileEnv+"="+cpuProfile+".forwarder")
