@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/persona-router/persona-router/internal/config"
 	"github.com/persona-router/persona-router/internal/expression"
 	"github.com/persona-router/persona-router/internal/identity"
+	"github.com/persona-router/persona-router/internal/logbuf"
 	"github.com/persona-router/persona-router/internal/ratelimit"
 	"github.com/persona-router/persona-router/internal/reload"
 	"github.com/persona-router/persona-router/internal/server"
@@ -311,12 +313,24 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 // tracesFlushTimeout bounds flushing the spans not yet exported at shutdown.
 const tracesFlushTimeout = 5 * time.Second
 
-func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (err error) {
 	opts, logFormat, done, err := parseServeFlags(args, getenv, stderr)
 	if done || err != nil {
 		return err
 	}
-	opts.Logger = newLogger(logFormat, stderr)
+	// Logs to a file or pipe are written in batches, not a write(2) per line; every return
+	// writes out what is left, and a failed log write makes the service's exit fail.
+	logw := stderr
+	if f, ok := stderr.(*os.File); ok {
+		buffered := logbuf.New(f, logbuf.DefaultSize, logbuf.DefaultInterval)
+		defer func() {
+			if cerr := buffered.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("writing the log: %w", cerr))
+			}
+		}()
+		logw = buffered
+	}
+	opts.Logger = newLogger(logFormat, logw)
 	if usesDevSecret(opts.Dirs) {
 		opts.Logger.Warn("TOOL_SIGNING_SECRET is not set: --sandbox signs tool URLs with a fixed, public development secret; no webhook may trust them. Set TOOL_SIGNING_SECRET (at least 32 random bytes) before pointing real webhooks at this service")
 	}

@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,10 +48,6 @@ type instance struct {
 	logs *syncBuffer
 	stop func() error
 }
-
-// listening matches the log line that names the address listened on. Only bench_test.go still
-// reads it; every other test learns the address from --addr-file.
-var listening = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"|msg=listening addr=(\S+)`)
 
 // testSigningSecret is TOOL_SIGNING_SECRET in the tests' environment.
 const testSigningSecret = "test-signing-secret-of-32-bytes!"

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -107,12 +108,10 @@ func NewClient(baseURL, apiKey string, httpClient *http.Client, timeout time.Dur
 // maxBody bounds what is read of an answer: a token is about a kilobyte.
 const maxBody = 64 << 10
 
-// Body is a JSON session-token request. Reader gives a reader of it, which the HTTP transport
-// closes when it is done with it, possibly after the call has returned: a Body whose buffer is
-// reused waits for that.
+// Body is a JSON session-token request. The client copies it before sending, so its buffer may
+// be reused as soon as CreateSessionToken returns.
 type Body interface {
 	Bytes() []byte
-	Reader() io.ReadCloser
 }
 
 // Bytes is a Body held in a plain byte slice.
@@ -121,9 +120,6 @@ type Bytes []byte
 // Bytes returns b.
 func (b Bytes) Bytes() []byte { return b }
 
-// Reader returns a reader of b.
-func (b Bytes) Reader() io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
-
 // CreateSessionToken asks Anam for a session token with body, the JSON session-token request
 // (personaConfig and the request's other fields, as rendered by the persona package). Only
 // network errors and 5xx answers are retried, with jittered exponential backoff, and only while
@@ -131,9 +127,13 @@ func (b Bytes) Reader() io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) 
 func (c *Client) CreateSessionToken(ctx context.Context, body Body) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	// The transport may still read the request after the call has returned, and it writes the
+	// headers and the body in one write(2) only for a body it knows to be in memory (a
+	// *bytes.Reader): the request is sent from a copy of its own, not from the caller's buffer.
+	data := bytes.Clone(body.Bytes())
 	var last *Error
 	for attempt := 1; ; attempt++ {
-		token, err := c.attempt(ctx, body)
+		token, err := c.attempt(ctx, data)
 		if err == nil {
 			return token, nil
 		}
@@ -164,16 +164,27 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Client) attempt(ctx context.Context, body Body) (string, *Error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+SessionPath, nil)
+// answers holds the buffers answers are read into: a token is about a kilobyte.
+var answers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 4096)) }}
+
+var jsonValue = []string{"application/json"}
+
+// tokenAnswer is the part of Anam's answer the service uses. A sessionToken that is not a
+// string fails to decode and leaves SessionToken empty.
+type tokenAnswer struct {
+	SessionToken string `json:"sessionToken"`
+}
+
+func (c *Client) attempt(ctx context.Context, body []byte) (string, *Error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+SessionPath, bytes.NewReader(body))
 	if err != nil {
 		return "", &Error{Kind: Rejected, Detail: "building request: " + err.Error()}
 	}
-	req.Body, req.ContentLength = body.Reader(), int64(len(body.Bytes()))
-	req.GetBody = func() (io.ReadCloser, error) { return body.Reader(), nil }
-	req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	req.Header["Authorization"] = []string{"Bearer " + c.APIKey}
+	// Shared, never modified: net/http only reads header values, and replaces a slice to
+	// change one.
+	req.Header["Content-Type"] = jsonValue
+	req.Header["Accept"] = jsonValue
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -182,21 +193,26 @@ func (c *Client) attempt(ctx context.Context, body Body) (string, *Error) {
 		return "", &Error{Kind: Unavailable, Detail: transportDetail(err)}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
+	buf := answers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxBody {
+			buf.Reset()
+			answers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBody)); err != nil {
 		if ctx.Err() != nil {
 			return "", &Error{Kind: Timeout, Status: resp.StatusCode, Detail: ctx.Err().Error()}
 		}
 		return "", &Error{Kind: Unavailable, Status: resp.StatusCode, Detail: "reading answer: " + transportDetail(err)}
 	}
+	data := buf.Bytes()
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
-		var ok struct {
-			SessionToken any `json:"sessionToken"`
-		}
+		var ok tokenAnswer
 		_ = json.Unmarshal(data, &ok)
-		if token, isString := ok.SessionToken.(string); isString && token != "" {
-			return token, nil
+		if ok.SessionToken != "" {
+			return ok.SessionToken, nil
 		}
 		return "", &Error{Kind: Unavailable, Status: s, Detail: "answer has no sessionToken string"}
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:

@@ -1,7 +1,10 @@
 package anam
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +67,79 @@ func TestBackoffIsJitteredAndCapped(t *testing.T) {
 		if len(seen) < 10 {
 			t.Errorf("backoff(%d) took only %d values in 50 draws: no jitter", n, len(seen))
 		}
+	}
+}
+
+func TestAnswerWithoutATokenString(t *testing.T) {
+	for name, answer := range map[string]string{
+		"number":       `{"sessionToken": 42}`,
+		"empty string": `{"sessionToken": ""}`,
+		"object":       `{"sessionToken": {"value": "t"}}`,
+		"absent":       `{"token": "t"}`,
+		"not JSON":     `<html>ok</html>`,
+		"too large":    `{"pad": "` + strings.Repeat("x", maxBody) + `", "sessionToken": "t"}`,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(answer))
+		}))
+		c := NewClient(srv.URL, "k", srv.Client(), time.Second)
+		token, err := c.CreateSessionToken(context.Background(), Bytes(`{}`))
+		ae, ok := err.(*Error)
+		if token != "" || !ok || ae.Kind != Unavailable || ae.Status != 200 || !strings.Contains(ae.Detail, "no sessionToken") {
+			t.Errorf("%s: token %q, error %v; want no token, unavailable (HTTP 200)", name, token, err)
+		}
+		srv.Close()
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"sessionToken": "tok.en.x", "expiresIn": 3600}`))
+	}))
+	defer srv.Close()
+	if token, err := NewClient(srv.URL, "k", srv.Client(), time.Second).CreateSessionToken(context.Background(), Bytes(`{}`)); token != "tok.en.x" || err != nil {
+		t.Errorf("token %q, %v; want tok.en.x", token, err)
+	}
+}
+
+// recordingTransport keeps the requests it is given and answers with a token.
+type recordingTransport struct{ requests []*http.Request }
+
+func (rt *recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt.requests = append(rt.requests, r)
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"sessionToken":"a.b.c"}`)), Request: r}, nil
+}
+
+// The transport may read the request body after the call has returned, when the caller has
+// already reused its buffer: what it reads is still the request. And the body is one the
+// transport knows to be in memory (it sends headers and body in one write only for those),
+// with its length and a way to send it again.
+func TestRequestIsSentFromACopy(t *testing.T) {
+	rt := &recordingTransport{}
+	c := NewClient("http://anam.test", "k", &http.Client{Transport: rt}, time.Second)
+	buf := []byte(`{"personaConfig":{"name":"first"}}`)
+	want := string(buf)
+	if _, err := c.CreateSessionToken(context.Background(), Bytes(buf)); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, `{"personaConfig":{"name":"XXXXX"}}`)
+	if len(rt.requests) != 1 {
+		t.Fatalf("%d requests, want 1", len(rt.requests))
+	}
+	r := rt.requests[0]
+	if data, _ := io.ReadAll(r.Body); string(data) != want {
+		t.Errorf("the transport read %q after the call, want %q", data, want)
+	}
+	if r.ContentLength != int64(len(want)) || r.GetBody == nil {
+		t.Errorf("ContentLength %d, GetBody set %v; want %d and a GetBody", r.ContentLength, r.GetBody != nil, len(want))
+	}
+	if body, _ := r.GetBody(); body != nil {
+		if data, _ := io.ReadAll(body); string(data) != want {
+			t.Errorf("GetBody read %q, want %q", data, want)
+		}
+	}
+	if got := r.Header.Get("Authorization"); got != "Bearer k" {
+		t.Errorf("Authorization %q", got)
+	}
+	if got := r.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type %q", got)
 	}
 }

@@ -1,17 +1,14 @@
 package persona
 
 import (
-	"bytes"
-	"io"
 	"sync"
 	"sync/atomic"
 )
 
-// Body is a rendered session-token request in a buffer that is used again once nothing reads
-// it: after its owner's Release and the Close of every reader Reader handed out. An HTTP
-// transport may read a request body after the round trip has returned (when the server answers
-// before it has read the whole request), and closes it when it is done; counting the readers
-// covers that. A Body that is never released is simply collected.
+// Body is a rendered session-token request in a buffer that is used again after its owner's
+// Release. Whoever sends it copies what it sends (the Anam client does: an HTTP transport may
+// read a request body after the round trip has returned), so Release may follow the call at
+// once. A Body that is never released is simply collected.
 type Body struct {
 	buf  []byte
 	refs atomic.Int32
@@ -40,14 +37,7 @@ func BodyOf(b []byte) *Body {
 // Bytes returns the JSON request. It must not be used after Release.
 func (b *Body) Bytes() []byte { return b.buf }
 
-// Reader returns a reader of the request that holds the buffer until it is closed.
-func (b *Body) Reader() io.ReadCloser {
-	b.refs.Add(1)
-	return &bodyReader{Reader: bytes.NewReader(b.buf), body: b}
-}
-
-// Release gives the owner's reference back. The buffer is reused once every reader is closed
-// too.
+// Release gives the buffer back for reuse.
 func (b *Body) Release() {
 	if b == nil {
 		return
@@ -56,17 +46,4 @@ func (b *Body) Release() {
 		b.buf = b.buf[:0]
 		bodies.Put(b)
 	}
-}
-
-type bodyReader struct {
-	*bytes.Reader
-	body   *Body
-	closed atomic.Bool
-}
-
-func (r *bodyReader) Close() error {
-	if r.closed.CompareAndSwap(false, true) {
-		r.body.Release()
-	}
-	return nil
 }

@@ -1,6 +1,10 @@
 package server
 
 import (
+	"strconv"
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -24,6 +28,63 @@ type Metrics struct {
 	budgetRefusals     *prometheus.CounterVec
 	budgetReservations *prometheus.CounterVec
 	storeErrors        prometheus.Counter
+
+	// The series a successful token request touches, resolved once per label set rather than
+	// looked up by label values on every request.
+	anamSuccess  prometheus.Counter
+	httpSeries   sync.Map // httpKey → *httpChildren
+	decisionsBy  sync.Map // [2]string{persona, rule} → prometheus.Counter
+	reservations sync.Map // budget name → prometheus.Counter
+}
+
+// httpKey is the label set of the HTTP metrics.
+type httpKey struct {
+	route  string
+	status int
+}
+
+// httpChildren are the HTTP metrics' series of one route and status.
+type httpChildren struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// observeHTTP counts an answered request and its duration.
+func (m *Metrics) observeHTTP(route string, status int, elapsed time.Duration) {
+	key := httpKey{route, status}
+	v, ok := m.httpSeries.Load(key)
+	if !ok {
+		v, _ = m.httpSeries.LoadOrStore(key, &httpChildren{
+			requests: m.httpRequests.WithLabelValues(route, strconv.Itoa(status)),
+			duration: m.httpDuration.WithLabelValues(route),
+		})
+	}
+	ch := v.(*httpChildren)
+	ch.requests.Inc()
+	ch.duration.Observe(elapsed.Seconds())
+}
+
+// decided counts a routing decision.
+func (m *Metrics) decided(persona, rule string) {
+	counter(&m.decisionsBy, [2]string{persona, rule}, func() prometheus.Counter {
+		return m.decisions.WithLabelValues(persona, rule)
+	}).Inc()
+}
+
+// reserved counts a session reserved against a budget.
+func (m *Metrics) reserved(budget string) {
+	counter(&m.reservations, budget, func() prometheus.Counter {
+		return m.budgetReservations.WithLabelValues(budget)
+	}).Inc()
+}
+
+// counter returns the series cached under key, resolving it with resolve the first time.
+func counter[K comparable](cache *sync.Map, key K, resolve func() prometheus.Counter) prometheus.Counter {
+	if v, ok := cache.Load(key); ok {
+		return v.(prometheus.Counter)
+	}
+	v, _ := cache.LoadOrStore(key, resolve())
+	return v.(prometheus.Counter)
 }
 
 // NewMetrics registers the service's metrics, with the Go runtime and process collectors, on
@@ -82,7 +143,7 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.decisions, m.anamRequests, m.anamDuration, m.rateLimited, m.authFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that dashboards and alerts expect exist from the start, at zero.
-	m.anamRequests.WithLabelValues("success")
+	m.anamSuccess = m.anamRequests.WithLabelValues("success")
 	for _, k := range anam.Kinds {
 		m.anamRequests.WithLabelValues(k.String())
 	}

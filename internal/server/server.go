@@ -178,7 +178,7 @@ func New(opts Options) (*Server, error) {
 		s.tracing = true
 		s.engine.Use(telemetry.Middleware(opts.TracerProvider)...)
 	}
-	s.engine.Use(s.requestID(), s.observe(), s.recover())
+	s.engine.Use(s.observe())
 	s.routes()
 	return s, nil
 }

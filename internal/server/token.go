@@ -67,7 +67,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 				message: "the persona chosen for this request cannot be rendered; the service's log says why"})
 			return
 		}
-		s.metrics.decisions.WithLabelValues(res.Persona, rule).Inc()
+		s.metrics.decided(res.Persona, rule)
 
 		reservation, ok := s.reserve(c, snap, in, &res)
 		if !ok {
@@ -88,13 +88,13 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 			abort(c, s.upstreamError(c, err))
 			return
 		}
-		s.metrics.anamRequests.WithLabelValues("success").Inc()
+		s.metrics.anamSuccess.Inc()
 		rl.anamStatus = http.StatusOK
 		answer := tokenResponse{SessionToken: token, Persona: res.Persona, ConfigVersion: snap.Version}
 		if res.Rule != nil {
 			answer.Rule = &res.Rule.Name
 		}
-		c.JSON(http.StatusOK, answer)
+		writeToken(c, answer)
 	}
 }
 
@@ -159,7 +159,12 @@ func (s *Server) upstreamError(c *gin.Context, err error) *apiError {
 func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.Input, res *decide.Result) (*budget.Reservation, bool) {
 	rl := logOf(c)
 	now := time.Now()
-	claims, failed := snap.Claims(in, res, "ip:"+c.ClientIP(), now)
+	var claims []budget.Claim
+	var failed []error
+	if len(snap.Budgets()) > 0 {
+		// The client address is worked out only for budgets that may need it.
+		claims, failed = snap.Claims(in, res, "ip:"+c.ClientIP(), now)
+	}
 	for _, err := range failed {
 		s.log.Warn("budget failed at run time; it does not apply to this request", "request_id", rl.id,
 			"config_version", snap.Version, "error", err.Error())
@@ -196,7 +201,7 @@ func (s *Server) reserve(c *gin.Context, snap *config.Snapshot, in expression.In
 		return nil, s.storeError(c, err)
 	}
 	for _, cl := range claims {
-		s.metrics.budgetReservations.WithLabelValues(cl.Budget.Name).Inc()
+		s.metrics.reserved(cl.Budget.Name)
 	}
 	if r.Seconds < seconds {
 		if err := res.Clamp(r.Seconds); err != nil {

@@ -158,7 +158,7 @@ func New(opts Options) (*Service, error) {
 		log.Warn("SANDBOX MODE: session tokens come from an in-process fake Anam and are not real; never use this in production")
 		client = sandbox.NewClient(opts.AnamTimeout, anam.WithTracerProvider(opts.TracerProvider))
 	} else {
-		client = anam.NewClient(opts.AnamURL, opts.APIKey, anam.NewHTTPClient(), opts.AnamTimeout, anam.WithTracerProvider(opts.TracerProvider))
+		client = anam.NewClient(opts.AnamURL, opts.APIKey, anam.NewHTTPClient(opts.AnamTimeout), opts.AnamTimeout, anam.WithTracerProvider(opts.TracerProvider))
 	}
 
 	var limiter ratelimit.Limit
