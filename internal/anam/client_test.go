@@ -2,9 +2,11 @@ package anam
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +143,79 @@ func TestRequestIsSentFromACopy(t *testing.T) {
 	}
 	if got := r.Header.Get("Content-Type"); got != "application/json" {
 		t.Errorf("Content-Type %q", got)
+	}
+}
+
+// FuzzQuickToken holds the fast reading of Anam's answer to encoding/json's: whenever
+// quickToken takes an answer, encoding/json reads the same token from it.
+func FuzzQuickToken(f *testing.F) {
+	for _, seed := range []string{
+		`{"sessionToken":"eyJhbGciOiJIUzI1NiJ9.eyJ0eXBlIjoiZXBoZW1lcmFsIn0.c2ln"}`,
+		" {\n\t\"sessionToken\" : \"a.b.c\" }\r\n",
+		`{"sessionToken":""}`,
+		`{"sessionToken":"a\"b"}`,
+		`{"sessionToken":"a\u0041"}`,
+		`{"sessionToken":"a","sessionToken":"b"}`,
+		`{"SessionToken":"a"}`,
+		`{"sessionToken":"é"}`,
+		"\u00a0{\"sessionToken\":\"a\"}",
+		`{"sessionToken":"a"`,
+		`{"sessionToken":5}`,
+		`{}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		token, ok := quickToken(data)
+		if !ok {
+			return
+		}
+		var answer tokenAnswer
+		if err := json.Unmarshal(data, &answer); err != nil {
+			t.Fatalf("quickToken took %q (token %q), which encoding/json refuses: %v", data, token, err)
+		}
+		if answer.SessionToken != token {
+			t.Fatalf("quickToken read %q from %q, encoding/json %q", token, data, answer.SessionToken)
+		}
+	})
+}
+
+func TestQuickTokenTakesAnamsAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		answer string
+		token  string
+		ok     bool
+	}{
+		{`{"sessionToken":"h.p.s"}`, "h.p.s", true},
+		{" {\n  \"sessionToken\": \"h.p.s\"\n}\n", "h.p.s", true},
+		{`{"sessionToken":"h.p.s","expiresIn":3600}`, "", false},
+		{`{"sessionToken":"h\/p"}`, "", false},
+		{`{"token":"h.p.s"}`, "", false},
+	} {
+		token, ok := quickToken([]byte(tc.answer))
+		if token != tc.token || ok != tc.ok {
+			t.Errorf("quickToken(%q) = %q, %v; want %q, %v", tc.answer, token, ok, tc.token, tc.ok)
+		}
+	}
+}
+
+// The Authorization header is built once per key, and follows the key when it changes.
+func TestAuthorizationFollowsTheKey(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		_, _ = io.WriteString(w, `{"sessionToken":"h.p.s"}`)
+	}))
+	defer srv.Close()
+	c := NewClient(srv.URL, "first", srv.Client(), time.Second)
+	for _, key := range []string{"first", "first", "second"} {
+		c.APIKey = key
+		if _, err := c.CreateSessionToken(context.Background(), Bytes(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"Bearer first", "Bearer first", "Bearer second"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Authorization headers %q, want %q", got, want)
 	}
 }
