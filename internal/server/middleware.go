@@ -205,10 +205,14 @@ func (s *Server) serveRecovering(c *gin.Context, rl *requestLog) {
 // noStore keeps answers out of every cache: a session token is a per-user secret.
 func noStore() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Header("Cache-Control", "no-store")
+		c.Writer.Header()["Cache-Control"] = noStoreValue
 		c.Next()
 	}
 }
+
+// noStoreValue is shared by every answer: net/http only reads header values, and replaces a
+// slice to change one.
+var noStoreValue = []string{"no-store"}
 
 // cors allows the configured origins to call the API from browsers. A request from any other
 // origin is refused with 403 and no CORS headers, before a token is minted for it.
