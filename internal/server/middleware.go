@@ -99,7 +99,7 @@ func (s *Server) observe() gin.HandlerFunc {
 		}
 		c.Writer.Header()[requestIDHeader] = []string{rl.id}
 		s.serveRecovering(c, rl)
-		s.logRequest(c, rl, start)
+		s.logRequest(c, rl, start, &st.attrs)
 		if pooledKeys {
 			c.Keys = nil
 		}
@@ -114,6 +114,8 @@ func (s *Server) observe() gin.HandlerFunc {
 type requestState struct {
 	log  requestLog
 	keys map[any]any
+	// attrs holds the attributes of the request's line.
+	attrs [14]slog.Attr
 }
 
 var requestStates = sync.Pool{New: func() any { return &requestState{keys: make(map[any]any, 2)} }}
@@ -121,12 +123,13 @@ var requestStates = sync.Pool{New: func() any { return &requestState{keys: make(
 func (st *requestState) release() {
 	st.log = requestLog{}
 	clear(st.keys)
+	clear(st.attrs[:])
 	requestStates.Put(st)
 }
 
 // logRequest counts the request in the HTTP metrics, puts what its log line reports on its
 // span, and logs the line.
-func (s *Server) logRequest(c *gin.Context, rl *requestLog, start time.Time) {
+func (s *Server) logRequest(c *gin.Context, rl *requestLog, start time.Time, buf *[14]slog.Attr) {
 	elapsed := time.Since(start)
 	route := c.FullPath()
 	if route == "" {
@@ -151,9 +154,6 @@ func (s *Server) logRequest(c *gin.Context, rl *requestLog, start time.Time) {
 	}
 	// The record goes to the handler directly: Logger.LogAttrs would also look up its
 	// caller, which no handler of this service prints.
-	// Every attribute is gathered on the stack and added at once: the record then grows its
-	// storage once, not once per group of fields.
-	var buf [14]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("request_id", rl.id),
 		slog.String("method", c.Request.Method),
@@ -183,7 +183,15 @@ func (s *Server) logRequest(c *gin.Context, rl *requestLog, start time.Time) {
 		attrs = append(attrs, slog.String("auth_failure", rl.authFailure))
 	}
 	r := slog.NewRecord(time.Now(), level, "request", 0)
-	r.AddAttrs(attrs...)
+	if s.inlineGroups {
+		// The handler writes the line before Handle returns, and writes the attributes of a
+		// group without a key as if they were the record's own: as one such group, the line's
+		// attributes fit in the record's own storage, which would otherwise grow for every
+		// request beyond five attributes.
+		r.AddAttrs(slog.Attr{Value: slog.GroupValue(attrs...)})
+	} else {
+		r.AddAttrs(attrs...)
+	}
 	_ = h.Handle(ctx, r)
 }
 

@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -84,3 +86,44 @@ func TestKeysDoNotOutliveTheirRequest(t *testing.T) {
 		t.Errorf("%d of 20 requests saw the previous request's user", leaked)
 	}
 }
+
+// passThrough hides the handler's type from the server, which then adds the line's attributes
+// to the record one by one.
+type passThrough struct{ slog.Handler }
+
+// The request line is the same, byte for byte, whether its attributes reach log/slog's
+// handlers as one group without a key or one by one.
+func TestRequestLineIsTheSameInlined(t *testing.T) {
+	for name, newHandler := range map[string]func(w io.Writer) slog.Handler{
+		"json": func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+		"text": func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+	} {
+		lines := map[bool]string{}
+		for _, inlined := range []bool{true, false} {
+			var logs syncBuffer
+			h := newHandler(&logs)
+			if !inlined {
+				h = passThrough{h}
+			}
+			srv := newTestServer(t, &scriptedMinter{answers: []minted{{token: "h.p.s"}}}, func(o *Options) { o.Logger = slog.New(h) })
+			if srv.inlineGroups != inlined {
+				t.Fatalf("%s: inlineGroups %v, want %v", name, srv.inlineGroups, inlined)
+			}
+			for _, body := range []string{`{"context": "sales", "metadata": {"tier": "pro"}}`, `{"context": 5}`} {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodPost, "/api/session-token", strings.NewReader(body))
+				req.Header.Set(requestIDHeader, "req-1")
+				srv.ServeHTTP(rec, req)
+			}
+			lines[inlined] = timesAndLatencies.ReplaceAllString(logs.String(), "")
+		}
+		if lines[true] != lines[false] {
+			t.Errorf("%s: inlined\n%s\none by one\n%s", name, lines[true], lines[false])
+		}
+		if !strings.Contains(lines[true], "request_id") || strings.Count(lines[true], "\n") < 2 {
+			t.Errorf("%s: no request lines:\n%s", name, lines[true])
+		}
+	}
+}
+
+var timesAndLatencies = regexp.MustCompile(`"?time"?[=:]"?[^ ,"]+"?|"?latency_ms"?[=:][0-9.e-]+`)
