@@ -95,6 +95,8 @@ type Client struct {
 	// auth caches the Authorization header's value for APIKey (net/http only reads header
 	// values), so that a call does not build it again.
 	auth atomic.Pointer[authHeader]
+	// target caches the endpoint's parsed URL for BaseURL.
+	target atomic.Pointer[target]
 }
 
 type authHeader struct {
@@ -110,6 +112,25 @@ func (c *Client) authorization() []string {
 	a := &authHeader{key: c.APIKey, value: []string{"Bearer " + c.APIKey}}
 	c.auth.Store(a)
 	return a.value
+}
+
+// endpoint is the session-token request for BaseURL, without body or context: its URL and
+// Host, as http.NewRequest makes them, built once per base URL. Nothing changes it.
+func (c *Client) endpoint() (*http.Request, error) {
+	if e := c.target.Load(); e != nil && e.base == c.BaseURL {
+		return e.req, nil
+	}
+	req, err := http.NewRequest(http.MethodPost, c.BaseURL+SessionPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.target.Store(&target{base: c.BaseURL, req: req})
+	return req, nil
+}
+
+type target struct {
+	base string
+	req  *http.Request
 }
 
 // NewClient returns a client with Anam's SDK retry policy: 3 attempts, 250 ms first backoff,
@@ -196,10 +217,19 @@ type tokenAnswer struct {
 }
 
 func (c *Client) attempt(ctx context.Context, body []byte) (string, *Error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+SessionPath, bytes.NewReader(body))
+	target, err := c.endpoint()
 	if err != nil {
 		return "", &Error{Kind: Rejected, Detail: "building request: " + err.Error()}
 	}
+	// The request is made as for any URL (its body, length and GetBody as net/http sets them
+	// for a *bytes.Reader), then pointed at the endpoint parsed once: parsing the URL again is
+	// most of what building a request costs.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", bytes.NewReader(body))
+	if err != nil {
+		return "", &Error{Kind: Rejected, Detail: "building request: " + err.Error()}
+	}
+	*req.URL = *target.URL
+	req.Host = target.Host
 	req.Header["Authorization"] = c.authorization()
 	// Shared, never modified: net/http only reads header values, and replaces a slice to
 	// change one.

@@ -3,6 +3,7 @@ package anam
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -217,5 +218,37 @@ func TestAuthorizationFollowsTheKey(t *testing.T) {
 	want := []string{"Bearer first", "Bearer first", "Bearer second"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Authorization headers %q, want %q", got, want)
+	}
+}
+
+// The request is the one http.NewRequest makes for the endpoint, with a URL of its own, and
+// follows BaseURL when it changes; a BaseURL that does not parse is refused as before.
+func TestRequestIsTheOneNewRequestMakes(t *testing.T) {
+	rt := &recordingTransport{}
+	c := NewClient("http://anam.test:/api", "k", &http.Client{Transport: rt}, time.Second)
+	for _, base := range []string{"http://anam.test:/api", "http://anam.test:/api", "https://other.test:8443"} {
+		c.BaseURL = base
+		if _, err := c.CreateSessionToken(context.Background(), Bytes(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range rt.requests {
+		want, err := http.NewRequest(http.MethodPost, []string{"http://anam.test:/api", "http://anam.test:/api", "https://other.test:8443"}[i]+SessionPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.URL.String() != want.URL.String() || *r.URL != *want.URL || r.Host != want.Host || r.Method != want.Method ||
+			r.Proto != want.Proto || r.ProtoMajor != want.ProtoMajor || r.ProtoMinor != want.ProtoMinor {
+			t.Errorf("request %d: %s %s host %q %s, want %s %s host %q %s", i, r.Method, r.URL, r.Host, r.Proto, want.Method, want.URL, want.Host, want.Proto)
+		}
+	}
+	if rt.requests[0].URL == rt.requests[1].URL {
+		t.Error("two requests share one URL")
+	}
+	c.BaseURL = "http://bad host"
+	_, err := c.CreateSessionToken(context.Background(), Bytes(`{}`))
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Kind != Rejected || !strings.HasPrefix(ae.Detail, "building request: ") {
+		t.Errorf("bad base URL: %v, want a Rejected error building the request", err)
 	}
 }

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -202,4 +203,19 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzValidContext holds ValidContext to the rule it implements, the regular expression
+// ContextRule describes.
+func FuzzValidContext(f *testing.F) {
+	rule := regexp.MustCompile(`^[A-Za-z0-9._-]{0,64}$`)
+	for _, seed := range []string{"", "sales", "a.b_c-D9", strings.Repeat("a", 64), strings.Repeat("a", 65), "a b", "é", "\xff",
+		"sales\n", "\nsales", "a/b", "A+Z", "@", "[", "`", "{", ":", "日本"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidContext(s), rule.MatchString(s); got != want {
+			t.Fatalf("ValidContext(%q) = %v, the rule says %v", s, got, want)
+		}
+	})
 }

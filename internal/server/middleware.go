@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-contrib/cors"
@@ -81,72 +82,117 @@ func newRequestID() string {
 func (s *Server) observe() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
-		rl := &requestLog{id: c.Request.Header.Get(requestIDHeader)}
+		st := requestStates.Get().(*requestState)
+		rl := &st.log
+		rl.id = c.Request.Header.Get(requestIDHeader)
 		if !validRequestID(rl.id) {
 			rl.id = newRequestID()
 		}
-		c.Set(logKey, rl)
+		// When no middleware before this one has set a key (the tracing middleware does), the
+		// context's Keys map is the pooled one, taken back when the request is done.
+		pooledKeys := c.Keys == nil
+		if pooledKeys {
+			c.Keys = st.keys
+			c.Keys[logKey] = rl
+		} else {
+			c.Set(logKey, rl)
+		}
 		c.Writer.Header()[requestIDHeader] = []string{rl.id}
 		s.serveRecovering(c, rl)
-		elapsed := time.Since(start)
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
+		s.logRequest(c, rl, start, &st.attrs)
+		if pooledKeys {
+			c.Keys = nil
 		}
-		status := c.Writer.Status()
-		s.metrics.observeHTTP(route, status, elapsed)
-		// The span gets the request's attributes whether or not the line is logged.
-		var traceID string
-		if s.tracing {
-			traceID = traceRequest(c, rl)
-		}
-
-		level := slog.LevelInfo
-		if status >= 500 {
-			level = slog.LevelError
-		}
-		ctx := c.Request.Context()
-		h := s.log.Handler()
-		if !h.Enabled(ctx, level) {
-			return
-		}
-		// The record goes to the handler directly: Logger.LogAttrs would also look up its
-		// caller, which no handler of this service prints.
-		// Every attribute is gathered on the stack and added at once: the record then grows its
-		// storage once, not once per group of fields.
-		var buf [14]slog.Attr
-		attrs := append(buf[:0],
-			slog.String("request_id", rl.id),
-			slog.String("method", c.Request.Method),
-			slog.String("route", route),
-			slog.Int("status", status),
-			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
-		)
-		if traceID != "" {
-			attrs = append(attrs, slog.String("trace_id", traceID))
-		}
-		if rl.hasContext {
-			attrs = append(attrs, slog.String("context", rl.context))
-		}
-		if rl.decided {
-			attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule), slog.String("config_version", rl.version))
-			if len(rl.overlays) > 0 {
-				attrs = append(attrs, slog.Any("overlays", rl.overlays))
-			}
-		}
-		if rl.anamStatus != 0 {
-			attrs = append(attrs, slog.Int("anam_status", rl.anamStatus))
-		}
-		if rl.code != "" {
-			attrs = append(attrs, slog.String("code", rl.code))
-		}
-		if rl.authFailure != "" {
-			attrs = append(attrs, slog.String("auth_failure", rl.authFailure))
-		}
-		r := slog.NewRecord(time.Now(), level, "request", 0)
-		r.AddAttrs(attrs...)
-		_ = h.Handle(ctx, r)
+		st.release()
 	}
+}
+
+// requestState is what observe keeps for a request: its log record, and a map for the gin
+// context's Keys that carries the record to the handlers. Both are reused from request to
+// request (c.Set would make a map for every request); nothing keeps them once the request's
+// line is logged.
+type requestState struct {
+	log  requestLog
+	keys map[any]any
+	// attrs holds the attributes of the request's line.
+	attrs [14]slog.Attr
+}
+
+var requestStates = sync.Pool{New: func() any { return &requestState{keys: make(map[any]any, 2)} }}
+
+func (st *requestState) release() {
+	st.log = requestLog{}
+	clear(st.keys)
+	clear(st.attrs[:])
+	requestStates.Put(st)
+}
+
+// logRequest counts the request in the HTTP metrics, puts what its log line reports on its
+// span, and logs the line.
+func (s *Server) logRequest(c *gin.Context, rl *requestLog, start time.Time, buf *[14]slog.Attr) {
+	elapsed := time.Since(start)
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	status := c.Writer.Status()
+	s.metrics.observeHTTP(route, status, elapsed)
+	// The span gets the request's attributes whether or not the line is logged.
+	var traceID string
+	if s.tracing {
+		traceID = traceRequest(c, rl)
+	}
+
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	ctx := c.Request.Context()
+	h := s.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	// The record goes to the handler directly: Logger.LogAttrs would also look up its
+	// caller, which no handler of this service prints.
+	attrs := append(buf[:0],
+		slog.String("request_id", rl.id),
+		slog.String("method", c.Request.Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
+	)
+	if traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", traceID))
+	}
+	if rl.hasContext {
+		attrs = append(attrs, slog.String("context", rl.context))
+	}
+	if rl.decided {
+		attrs = append(attrs, slog.String("persona", rl.persona), slog.String("rule", rl.rule), slog.String("config_version", rl.version))
+		if len(rl.overlays) > 0 {
+			attrs = append(attrs, slog.Any("overlays", rl.overlays))
+		}
+	}
+	if rl.anamStatus != 0 {
+		attrs = append(attrs, slog.Int("anam_status", rl.anamStatus))
+	}
+	if rl.code != "" {
+		attrs = append(attrs, slog.String("code", rl.code))
+	}
+	if rl.authFailure != "" {
+		attrs = append(attrs, slog.String("auth_failure", rl.authFailure))
+	}
+	r := slog.NewRecord(time.Now(), level, "request", 0)
+	if s.inlineGroups {
+		// The handler writes the line before Handle returns, and writes the attributes of a
+		// group without a key as if they were the record's own: as one such group, the line's
+		// attributes fit in the record's own storage, which would otherwise grow for every
+		// request beyond five attributes.
+		r.AddAttrs(slog.Attr{Value: slog.GroupValue(attrs...)})
+	} else {
+		r.AddAttrs(attrs...)
+	}
+	_ = h.Handle(ctx, r)
 }
 
 // serveRecovering runs the rest of the chain, turning a panic into a 500 and a log line,
@@ -167,10 +213,14 @@ func (s *Server) serveRecovering(c *gin.Context, rl *requestLog) {
 // noStore keeps answers out of every cache: a session token is a per-user secret.
 func noStore() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Header("Cache-Control", "no-store")
+		c.Writer.Header()["Cache-Control"] = noStoreValue
 		c.Next()
 	}
 }
+
+// noStoreValue is shared by every answer: net/http only reads header values, and replaces a
+// slice to change one.
+var noStoreValue = []string{"no-store"}
 
 // cors allows the configured origins to call the API from browsers. A request from any other
 // origin is refused with 403 and no CORS headers, before a token is minted for it.

@@ -39,7 +39,12 @@ type explainBody struct {
 // names what is wrong. A body that cannot be read (too slow, cut off) is refused with a fixed
 // message: the read error's text names socket addresses.
 func decodeBody(c *gin.Context, dst any, fields string) *apiError {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	return decodeFrom(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody), dst, fields)
+}
+
+// decodeFrom is decodeBody on body, a request body already bounded to maxBody.
+func decodeFrom(body io.Reader, dst any, fields string) *apiError {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil {

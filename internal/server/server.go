@@ -114,6 +114,9 @@ type Server struct {
 	storeWarned atomic.Int64
 	// tracing tells the request log to report the request's trace.
 	tracing bool
+	// inlineGroups tells that the log's handler is one of log/slog's own, which write a
+	// record before Handle returns and inline a group without a key.
+	inlineGroups bool
 }
 
 // throttledReserver is a budget store that takes a caller's rate limit in the same step as
@@ -155,6 +158,12 @@ func New(opts Options) (*Server, error) {
 		denyOnStore:    opts.DenyOnStoreError,
 		storeCheck:     opts.StoreCheck,
 		sessionSeconds: cmp.Or(opts.DefaultSessionSeconds, DefaultSessionSeconds),
+	}
+	if s.log != nil {
+		switch s.log.Handler().(type) {
+		case *slog.JSONHandler, *slog.TextHandler:
+			s.inlineGroups = true
+		}
 	}
 	if s.budgets == nil {
 		s.budgets = budget.NewMemory()

@@ -100,7 +100,7 @@ func (s *Server) handleSessionToken() gin.HandlerFunc {
 
 func (s *Server) decodeTokenRequest(c *gin.Context) (expression.Input, *apiError) {
 	var body tokenBody
-	if err := decodeBody(c, &body, "context, metadata"); err != nil {
+	if err := decodeTokenBody(c, &body); err != nil {
 		return expression.Input{}, err
 	}
 	if body.Context != nil && !schema.ValidContext(*body.Context) {
