@@ -1,6 +1,7 @@
 // Package docs holds the documentation pages; its tests keep them navigable and true to the
-// code: every relative link and #anchor leads somewhere, and every metric the service has is
-// documented. (Every error code with its status: internal/server's TestErrorCodesAreDocumented.)
+// code: every relative link and #anchor leads somewhere, every metric the service has is
+// documented, and development.md's package map lists every package. (Every error code with its
+// status: internal/server's TestErrorCodesAreDocumented.)
 package docs
 
 import (
@@ -291,6 +292,44 @@ func TestMetricsDocumented(t *testing.T) {
 	for _, m := range metrics {
 		if !names[m] {
 			t.Errorf("metric %s is not documented in docs/operations.md", m)
+		}
+	}
+}
+
+// TestPackageMap: development.md's package map names every package under internal/ (a
+// package with Go files), and nothing that is not there.
+func TestPackageMap(t *testing.T) {
+	text, err := readFile("development.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^(internal/\S+)\s`).FindAllStringSubmatch(text, -1) {
+		listed[m[1]] = true
+	}
+	have := map[string]bool{}
+	err = filepath.WalkDir(filepath.Join("..", "internal"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		dir, _ := filepath.Rel("..", filepath.Dir(path))
+		have[filepath.ToSlash(dir)] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(have) == 0 {
+		t.Fatal("no Go packages found under ../internal")
+	}
+	for _, p := range slices.Sorted(maps.Keys(have)) {
+		if !listed[p] {
+			t.Errorf("development.md's package map does not list %s", p)
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(listed)) {
+		if !have[p] {
+			t.Errorf("development.md's package map lists %s, which has no Go files", p)
 		}
 	}
 }

@@ -470,18 +470,6 @@ systemPrompt: "{{ repeat(metadata.note ?? '', 300) }}"` + ids,
 }
 
 // appendString escapes as encoding/json does.
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", "quote\" back\\ <html> & \n\t\r\x00\x1f", "é\u2028\u2029", "\xff\xfe bad utf8"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendString(nil, s); string(got) != string(want) {
-			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
-		}
-	})
-}
-
 // Values that only a request can get wrong are errors naming their field, never a request to
 // Anam that lacks them.
 func TestRenderChecksWhatPlaceholdersLeaveOut(t *testing.T) {

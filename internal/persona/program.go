@@ -8,11 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/persona-router/persona-router/internal/catalogue"
 	"github.com/persona-router/persona-router/internal/expression"
+	"github.com/persona-router/persona-router/internal/jsonenc"
 )
 
 // MaxRenderedBytes bounds one rendered session-token request, so that the body sent to Anam
@@ -555,7 +555,7 @@ func (r *renderer) text(o *op) bool {
 				return false
 			}
 		}
-		r.buf = appendString(r.buf, s)
+		r.buf = jsonenc.AppendString(r.buf, s)
 		return true
 	}
 	v, err := r.ev.Eval(prog)
@@ -625,56 +625,4 @@ func encodeJSON(v any) []byte {
 		panic(fmt.Sprintf("persona: encoding %T: %v", v, err))
 	}
 	return b
-}
-
-const hex = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaped as encoding/json escapes it (HTML
-// characters included), with invalid UTF-8 replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
