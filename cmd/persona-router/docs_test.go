@@ -64,3 +64,50 @@ func TestDocsFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsShowTheShippedConfiguration: the sample output docs/cli.md gives for `check --sandbox`
+// is what it prints on the shipped configuration, and every configuration version the CLI and
+// API pages show is the shipped configuration's, so an edit of rules/ or personas/ that
+// changes the version, or the check summary, cannot leave the examples behind.
+func TestDocsShowTheShippedConfiguration(t *testing.T) {
+	t.Parallel()
+	stdout, stderr, err := runCLI(t, append([]string{"check", "--sandbox"}, shipped...)...)
+	if err != nil {
+		t.Fatalf("check --sandbox: %v\n%s", err, stderr)
+	}
+	m := regexp.MustCompile(`\(version ([0-9a-f]{12})\)\n$`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("check --sandbox printed %q, without a version", stdout)
+	}
+	version := m[1]
+
+	cli, err := os.ReadFile(cliPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const command = "$ go run ./cmd/persona-router check --sandbox\n"
+	_, after, ok := strings.Cut(string(cli), command)
+	if !ok {
+		t.Fatalf("%s does not show %q", cliPage, command)
+	}
+	if line, _, _ := strings.Cut(after, "\n"); line+"\n" != stdout {
+		t.Errorf("%s shows check printing %q; it prints %q", cliPage, line, stdout)
+	}
+
+	shown := regexp.MustCompile(`(?:\(version |\(configuration |"(?:configVersion|version)": ")([0-9a-f]{12})\b`)
+	for _, page := range []string{cliPage, filepath.Join(repoRoot, "docs", "api.md")} {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := shown.FindAllStringSubmatch(string(data), -1)
+		if len(found) == 0 {
+			t.Errorf("%s shows no configuration version", page)
+		}
+		for _, f := range found {
+			if f[1] != version {
+				t.Errorf("%s shows %s; the shipped configuration's version is %s", page, f[0], version)
+			}
+		}
+	}
+}

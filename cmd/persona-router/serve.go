@@ -124,7 +124,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving while /readyz answers 503, so that load balancers stop sending before the listener closes (env SHUTDOWN_DELAY)")
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish; those still running then are answered 503 (env SHUTDOWN_GRACE)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET, TOOL_SIGNING_SECRET.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: persona-router [serve] [flags]\n(\"persona-router help\" lists the other commands: check, explain, split, diff, schema.)\n\nSecrets come from the environment only: ANAM_API_KEY, ADMIN_TOKEN, JWT_SECRET, TOOL_SIGNING_SECRET.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parseFlags(fs, args, stderr); done {
