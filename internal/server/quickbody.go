@@ -256,7 +256,7 @@ func (p *quickParser) flatObject() (map[string]any, bool) {
 			v, ok = nil, p.literal("null")
 		case c == '-' || '0' <= c && c <= '9':
 			v, ok = p.number()
-		case c == 0:
+		case p.i == len(p.b):
 			p.short = true
 			ok = false
 		default:

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -93,6 +94,73 @@ func TestUsualTokenBodiesTakeTheQuickPath(t *testing.T) {
 		var dst tokenBody
 		if got := quickTokenBody([]byte(body), false, &dst); got != quickNo {
 			t.Errorf("%s: %v, want quickNo", body, got)
+		}
+	}
+}
+
+// onceBody yields data in one read; any further read is counted and fails.
+type onceBody struct {
+	data  []byte
+	reads int
+}
+
+func (r *onceBody) Read(p []byte) (int, error) {
+	r.reads++
+	if r.reads > 1 {
+		return 0, errors.New("read past a body that cannot be accepted")
+	}
+	return copy(p, r.data), nil
+}
+
+// A body that has already gone wrong is answered without waiting for more of it: a NUL where
+// a value should be is not taken for the end of what was read.
+func TestQuickPathStopsAtWhatCannotBeABody(t *testing.T) {
+	for _, prefix := range []string{"{\"metadata\":{\"a\":\x00", "{\"context\":\x00", "\x00", "{\"metadata\":{\"a\":1\x00"} {
+		var dst tokenBody
+		if got := quickTokenBody([]byte(prefix), false, &dst); got != quickNo {
+			t.Errorf("quickTokenBody(%q) = %v, want quickNo", prefix, got)
+		}
+		body := &onceBody{data: []byte(prefix)}
+		err := readTokenBody(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(body), maxBody), &dst)
+		if err == nil || err.code != codeInvalidRequest || !strings.Contains(err.message, "not valid JSON") {
+			t.Errorf("%q: %v, want invalid_request, not valid JSON", prefix, err)
+		}
+		if body.reads != 1 {
+			t.Errorf("%q: read %d times, want once", prefix, body.reads)
+		}
+	}
+}
+
+// A body whose reading fails after its object is answered for the failure (too large, too
+// slow, cut off), not as data after the object; data after the object is still refused.
+func TestReadFailureAfterTheObject(t *testing.T) {
+	const obj = `{"context": "sales"}`
+	for _, tc := range []struct {
+		name string
+		body func() io.Reader
+		code errorCode
+		msg  string
+	}{
+		{"over maxBody in white space", func() io.Reader { return strings.NewReader(obj + strings.Repeat(" ", maxBody)) },
+			codeBodyTooLarge, "over 64 KiB"},
+		{"read timeout after the object", func() io.Reader {
+			return &chunkedBody{data: []byte(obj), n: 1 << 20, fail: os.ErrDeadlineExceeded}
+		}, codeRequestTimeout, "timed out"},
+		{"connection reset after the object", func() io.Reader {
+			return &chunkedBody{data: []byte(obj + "  "), n: 1 << 20, fail: errors.New("connection reset by peer")}
+		}, codeInvalidRequest, "could not be read"},
+		{"a value after the object", func() io.Reader { return strings.NewReader(obj + " 1") }, codeInvalidRequest, "data after the JSON object"},
+		{"garbage after the object", func() io.Reader { return strings.NewReader(obj + " x") }, codeInvalidRequest, "data after the JSON object"},
+		{"half an object after the object", func() io.Reader { return strings.NewReader(obj + ` {"a"`) }, codeInvalidRequest, "data after the JSON object"},
+	} {
+		for path, read := range map[string]func(io.Reader) *apiError{
+			"decoder":    func(r io.Reader) *apiError { return decodeFrom(r, new(tokenBody), tokenBodyFields) },
+			"quick path": func(r io.Reader) *apiError { return readTokenBody(r, new(tokenBody)) },
+		} {
+			err := read(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(tc.body()), maxBody))
+			if err == nil || err.code != tc.code || !strings.Contains(err.message, tc.msg) {
+				t.Errorf("%s, %s: %v, want code %d with %q", tc.name, path, err, tc.code, tc.msg)
+			}
 		}
 	}
 }

@@ -47,24 +47,24 @@ func decodeFrom(body io.Reader, dst any, fields string) *apiError {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
-	if err == nil {
-		// Anything but white space after the object is an error, whatever it is.
-		var rest json.RawMessage
-		if err = dec.Decode(&rest); err == io.EOF {
-			return nil
-		}
-		return invalidRequest("request body has data after the JSON object")
-	}
-	var tooLarge *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
-	var netErr net.Error
+	if err == nil {
+		// Anything but white space after the object is an error, whatever it is; a body that
+		// cannot be read to its end (too large, too slow, cut off) is refused for that.
+		var rest json.RawMessage
+		switch err = dec.Decode(&rest); {
+		case err == io.EOF:
+			return nil
+		case err == nil, errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+			return invalidRequest("request body has data after the JSON object")
+		default:
+			return readFailure(err)
+		}
+	}
+	var typeErr *json.UnmarshalTypeError
 	switch {
 	case err == io.EOF:
 		return nil // no body at all: the default route
-	case errors.As(err, &tooLarge):
-		return &apiError{code: codeBodyTooLarge,
-			message: fmt.Sprintf("request body is over %d KiB", maxBody>>10)}
 	case errors.As(err, &typeErr):
 		switch field := typeErr.Field; {
 		case field == "":
@@ -82,6 +82,19 @@ func decodeFrom(body io.Reader, dst any, fields string) *apiError {
 		return invalidRequest(fmt.Sprintf("unknown field %s (expected %s)", strings.TrimPrefix(err.Error(), "json: unknown field "), fields))
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
 		return invalidRequest("request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+	default:
+		return readFailure(err)
+	}
+}
+
+// readFailure is the answer to a body whose reading failed with err.
+func readFailure(err error) *apiError {
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		return &apiError{code: codeBodyTooLarge,
+			message: fmt.Sprintf("request body is over %d KiB", maxBody>>10)}
 	case errors.As(err, &netErr) && netErr.Timeout():
 		// The client sent the body too slowly for the server's read timeout. The error's own
 		// text names the socket addresses, which are nobody's business.
