@@ -264,6 +264,11 @@ func (cfg *serveArgs) check(opts *service.Options) error {
 	if !cfg.sandbox && cfg.apiKey == "" {
 		return errors.New("ANAM_API_KEY is not set: set it to your Anam API key, or run with --sandbox to use a fake Anam")
 	}
+	if i := strings.IndexFunc(cfg.apiKey, func(r rune) bool { return r <= ' ' || r >= 0x7f }); i >= 0 {
+		// The key goes in an Authorization header, where such a character cannot go: every
+		// call would fail. The message names the place, never the key.
+		return fmt.Errorf("ANAM_API_KEY has a space, control or non-ASCII character at byte %d of %d, which cannot be sent in an HTTP header (a secret file's trailing newline is the usual cause)", i+1, len(cfg.apiKey))
+	}
 	return nil
 }
 

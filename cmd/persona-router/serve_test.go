@@ -579,6 +579,9 @@ func TestStartupRefusals(t *testing.T) {
 		want string
 	}{
 		{"no key", map[string]string{}, nil, "ANAM_API_KEY is not set"},
+		{"key with a trailing newline", map[string]string{"ANAM_API_KEY": "SECRETKEY\n"}, nil, "ANAM_API_KEY has a space, control or non-ASCII character at byte 10 of 10"},
+		{"key with a space", map[string]string{"ANAM_API_KEY": "SECRET KEY"}, nil, "at byte 7 of 10"},
+		{"key with non-ASCII", map[string]string{"ANAM_API_KEY": "SECRETKEY\u00e9"}, nil, "at byte 10 of 11"},
 		{"bad config", map[string]string{"ANAM_API_KEY": "k"}, []string{"--personas", "../../rules"}, "configuration rejected"},
 		{"bad log format", map[string]string{"ANAM_API_KEY": "k", "LOG_FORMAT": "xml"}, nil, "--log-format must be json or text"},
 		{"bad timeout env", map[string]string{"ANAM_API_KEY": "k", "ANAM_TIMEOUT": "soon"}, nil, `ANAM_TIMEOUT="soon"`},
@@ -597,6 +600,9 @@ func TestStartupRefusals(t *testing.T) {
 			err := run(context.Background(), args, func(k string) string { return tc.env[k] }, io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.want) {
 				t.Errorf("run = %v\n%s\nwant an error containing %q", err, stderr.String(), tc.want)
+			}
+			if out := fmt.Sprint(err) + stderr.String(); strings.Contains(out, "SECRET") {
+				t.Errorf("the refusal shows the key: %s", out)
 			}
 		})
 	}
