@@ -113,7 +113,7 @@ func TestBudgets(t *testing.T) {
 		budgets, _ = a.body["budgets"].([]any)
 		b, _ = budgets[0].(map[string]any)
 		left, _ = b["remaining"].(map[string]any)
-		if left["sessions"] != 0.0 {
+		if sessions, ok := left["sessions"]; !ok || sessions != 0.0 {
 			t.Errorf("explain budgets after a session: %s, want 0 sessions left", a.raw)
 		}
 	})

@@ -382,7 +382,10 @@ tests:
 	var refused map[string]any
 	_ = json.Unmarshal([]byte(stdout), &refused)
 	r, ok := refused["refused"].(map[string]any)
-	if err == nil || !ok || r["status"] != 422.0 || r["code"] != "invalid_metadata" || refused["persona"] != nil ||
+	status, hasStatus := r["status"]
+	code, hasCode := r["code"]
+	_, decided := refused["persona"] // a refused request gets no decision
+	if err == nil || !ok || !hasStatus || status != 422.0 || !hasCode || code != "invalid_metadata" || decided ||
 		!strings.Contains(stderr, "the token endpoint would refuse this request: 422 invalid_metadata") {
 		t.Errorf("explain of refused metadata: %v\n%s\n%s", err, stdout, stderr)
 	}

@@ -447,7 +447,7 @@ func TestDeployKubernetesFleet(t *testing.T) {
 			t.Errorf("the persona-router container has no %s request", r)
 		}
 	}
-	if ctr.Resources.Limits["memory"] == "" {
+	if memory, ok := ctr.Resources.Limits["memory"]; !ok || memory == "" {
 		t.Error("the persona-router container has no memory limit")
 	}
 

@@ -32,7 +32,10 @@ func TestSchemaValidatesShippedFiles(t *testing.T) {
 			t.Fatalf("schema %s printed no JSON: %v", what, err)
 		}
 		top := doc.(map[string]any)
-		if top["$schema"] != catalogue.Dialect || top["title"] == nil || top["$id"] == nil {
+		dialect, hasDialect := top["$schema"]
+		title, hasTitle := top["title"].(string)
+		id, hasID := top["$id"].(string)
+		if !hasDialect || dialect != catalogue.Dialect || !hasTitle || title == "" || !hasID || id == "" {
 			t.Errorf("schema %s lacks $schema, $id or title", what)
 		}
 		if !strings.Contains(stdout, "\n  \"$defs\": {\n") || strings.Contains(stdout, `\u003c`) {
@@ -40,7 +43,6 @@ func TestSchemaValidatesShippedFiles(t *testing.T) {
 		}
 		c := jsonschema.NewCompiler()
 		c.UseLoader(offline{})
-		id := top["$id"].(string)
 		if err := c.AddResource(id, doc); err != nil {
 			t.Fatal(err)
 		}

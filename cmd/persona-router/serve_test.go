@@ -691,7 +691,9 @@ func TestAdminExplain(t *testing.T) {
 	trace, _ := a.body["trace"].([]any)
 	// sales-eu, sales-v2-rollout (the winner), then the french overlay: overlays are tried
 	// whatever rule wins.
-	if version, ok := a.body["configVersion"].(string); len(trace) != 3 || !ok || version == "" || a.body["personaConfig"] == nil {
+	version, hasVersion := a.body["configVersion"].(string)
+	pc, hasConfig := a.body["personaConfig"].(map[string]any)
+	if len(trace) != 3 || !hasVersion || version == "" || !hasConfig || len(pc) == 0 {
 		t.Errorf("explain: %s", a.raw)
 	}
 	// What the token endpoint would refuse, explain says so, with no decision.
