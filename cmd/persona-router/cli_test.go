@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
 )
 
@@ -31,18 +30,8 @@ func runCLI(t *testing.T, args ...string) (string, string, error) {
 // point at it.
 func writeConfig(t *testing.T, files map[string]string) []string {
 	t.Helper()
-	root := t.TempDir()
-	for _, d := range []string{"rules", "personas"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return []string{"--rules", filepath.Join(root, "rules"), "--personas", filepath.Join(root, "personas")}
+	dirs := configtest.Files(t, files)
+	return []string{"--rules", dirs.Rules, "--personas", dirs.Personas}
 }
 
 var shipped = []string{"--rules", "../../rules", "--personas", "../../personas"}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,9 +175,7 @@ systemPrompt: You are Cara, helping {{ user.name ?? "a customer" }} with {{ meta
 // documentConfig writes a configuration whose rules route context "flat", "rich" and "large"
 // to the three personas.
 func documentConfig(tb testing.TB) config.Dirs {
-	dir := tb.TempDir()
-	dirs := config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")}
-	files := map[string]string{
+	return configtest.Files(tb, map[string]string{
 		"personas/default.yaml": flatPersona,
 		"personas/flat.yaml":    flatPersona,
 		"personas/rich.yaml":    richPersona(0, 0),
@@ -189,17 +185,7 @@ func documentConfig(tb testing.TB) config.Dirs {
   - {name: rich, when: context == "rich", persona: rich}
   - {name: large, when: context == "large", persona: large}
 `,
-	}
-	for name, text := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return dirs
+	})
 }
 
 func documentInput(ctx string) expression.Input {
@@ -241,26 +227,13 @@ func BenchmarkPersonaDocument(b *testing.B) {
 // reservation is given back at once, as if every session ended: otherwise the account's open
 // sessions would pile up past any real concurrency cap.
 func BenchmarkBudgets(b *testing.B) {
-	root := b.TempDir()
-	for name, text := range map[string]string{
+	snap := configtest.Load(b, map[string]string{
 		"personas/default.yaml": flatPersona,
 		"rules/budgets.yaml": `budgets:
   - {name: free-daily, when: 'user.plan == "free"', window: day, sessions: 1000000000, minutes: 1000000000}
   - {name: account, key: '"global"', concurrent: 1000000000}
 `,
-	} {
-		path := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(root, "rules"), Personas: filepath.Join(root, "personas")})
-	if err != nil {
-		b.Fatal(err)
-	}
+	})
 	for _, users := range []string{"one user", "a new user each time"} {
 		b.Run(users, func(b *testing.B) {
 			store := budget.NewMemory()

@@ -2,41 +2,18 @@ package decide_test
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
 )
-
-// load writes files (relative paths under personas/ and rules/) into a new directory and loads
-// them.
-func load(t *testing.T, files map[string]string) *config.Snapshot {
-	t.Helper()
-	root := t.TempDir()
-	for name, text := range files {
-		path := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(root, "rules"), Personas: filepath.Join(root, "personas")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
-}
 
 // Explain spells out the decision the token endpoint would make: a refusal alone, or the
 // persona, rule, trace (with each rule's failed condition) and the request that would be sent;
 // a render failure has no request.
 func TestExplain(t *testing.T) {
-	snap := load(t, map[string]string{
+	snap := configtest.Load(t, map[string]string{
 		"personas/default.yaml": "name: \"Cara {{ metadata.label ?? '' }}\"\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n",
 		"personas/broken.yaml":  "extends: default\nname: \"{{ metadata.label ?? '' }}\"\n",
 		"rules/a.yaml": `metadata:
@@ -94,8 +71,7 @@ rules:
 // conflict; null removes a field; an overlay reads the persona rendered so far; a rule that
 // is not an overlay wins as before; a persona saved in Anam Lab is left as it is.
 func TestOverlays(t *testing.T) {
-	root := t.TempDir()
-	for name, text := range map[string]string{
+	snap := configtest.Load(t, map[string]string{
 		"personas/default.yaml": "name: Base\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\nsystemPrompt: Be kind.\nskipGreeting: true\n",
 		"personas/lab.yaml":     "personaId: 7b1c6a2e-3f4d-4e5a-8b9c-0d1e2f3a4b5c\n",
 		"rules/a.yaml": `rules:
@@ -103,19 +79,7 @@ func TestOverlays(t *testing.T) {
   - {name: low, overlay: true, priority: 1, when: metadata.fr == true, set: {languageCode: fr, systemPrompt: "{{ persona.systemPrompt }} Low."}}
   - {name: high, overlay: true, priority: 5, when: metadata.de == true, set: {languageCode: de, skipGreeting: null, systemPrompt: "{{ persona.systemPrompt }} High."}}
 `,
-	} {
-		path := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(root, "rules"), Personas: filepath.Join(root, "personas")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	render := func(in expression.Input) (map[string]any, []string) {
 		t.Helper()
 		res := snap.Decide(in, false)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
 )
 
@@ -162,7 +163,7 @@ func TestNoStatusPairedByHand(t *testing.T) {
 
 // What explain says the token endpoint would refuse agrees with what the endpoint answers.
 func TestRefusalsFollowTheCodeTable(t *testing.T) {
-	snap := loadConfig(t, tokenConfig)
+	snap := configtest.Load(t, tokenConfig)
 	for _, tc := range []struct {
 		in   expression.Input
 		code errorCode

@@ -12,6 +12,7 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/schema"
 )
 
@@ -37,7 +38,7 @@ func FuzzTokenRequest(f *testing.F) {
 		"rules/a.yaml": "metadata:\n  tier: {type: string, enum: [free, pro]}\n  seats: {type: integer, min: 1}\n  note: {type: string, maxLength: 20}\n" +
 			"rules:\n  - {name: pro, when: 'metadata.tier == \"pro\" && metadata.seats > 3', persona: default}\n",
 	}
-	snap := loadConfig(f, files)
+	snap := configtest.Load(f, files)
 	srv, err := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Configs: fixed{snap}, Anam: fakeMinter{}, Metrics: NewMetrics()})
 	if err != nil {
 		f.Fatal(err)

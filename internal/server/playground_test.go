@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/persona-router/persona-router/internal/config/configtest"
 )
 
 // playgroundServer is a Server with a metadata schema, and the admin API on when token is set.
@@ -19,7 +21,7 @@ func playgroundServer(t *testing.T, token string) *Server {
 		"rules/a.yaml": "metadata:\n  tier: {type: string, enum: [free, pro]}\n  seats: {type: integer, min: 1}\n" +
 			"rules:\n  - {name: pro, when: 'metadata.tier == \"pro\"', persona: default}\n",
 	}
-	snap := loadConfig(t, files)
+	snap := configtest.Load(t, files)
 	srv, err := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Configs: fixed{snap}, Anam: fakeMinter{}, Metrics: NewMetrics(), AdminToken: token})
 	if err != nil {
 		t.Fatal(err)

@@ -9,11 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/expression"
 )
 
 func TestAdminSplit(t *testing.T) {
-	snap := loadConfig(t, map[string]string{
+	snap := configtest.Load(t, map[string]string{
 		"personas/default.yaml": "name: Cara\navatarId: 30fa96d0-26c4-4e55-94a0-517025942e18\nvoiceId: 6bfbe25a-979d-40f3-a92b-5394170af54b\n",
 		"rules/a.yaml": "metadata:\n  tier: {type: string, enum: [free, pro]}\n" +
 			"rules:\n  - {name: v2, when: 'context == \"sales\" && metadata.tier == \"pro\" && bucket(user.id + \":v2\") < 20', persona: default}\n",

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,30 +16,9 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/budget"
-	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/config/configtest"
 	"github.com/persona-router/persona-router/internal/identity"
 )
-
-// loadConfig writes files (relative paths under personas/ and rules/) into a new directory
-// and loads them.
-func loadConfig(tb testing.TB, files map[string]string) *config.Snapshot {
-	tb.Helper()
-	dir := tb.TempDir()
-	for name, text := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	snap, err := config.Load(config.Dirs{Rules: filepath.Join(dir, "rules"), Personas: filepath.Join(dir, "personas")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return snap
-}
 
 // tokenConfig routes context "broken" to a persona whose name renders empty (a render
 // failure), and counts one session a day, shared by everyone, for context "budget".
@@ -116,7 +93,7 @@ func newTestServer(t *testing.T, minter Minter, adjust func(*Options)) *Server {
 	t.Helper()
 	opts := Options{
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Configs: fixed{loadConfig(t, tokenConfig)},
+		Configs: fixed{configtest.Load(t, tokenConfig)},
 		Anam:    minter,
 		Metrics: NewMetrics(),
 	}

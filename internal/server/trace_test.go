@@ -23,6 +23,7 @@ import (
 
 	"github.com/persona-router/persona-router/internal/anam"
 	"github.com/persona-router/persona-router/internal/config"
+	"github.com/persona-router/persona-router/internal/config/configtest"
 )
 
 // Secrets that must never reach a span: Anam's API key and the session token it answers.
@@ -120,7 +121,7 @@ func traceSnapshot(tb testing.TB) *config.Snapshot {
 		"personas/sales.yaml":   "name: Sam\n" + persona,
 		"rules/a.yaml":          "rules:\n  - {name: to-sales, when: 'context == \"sales\"', persona: sales}\n",
 	}
-	snap := loadConfig(tb, files)
+	snap := configtest.Load(tb, files)
 	return snap
 }
 

@@ -98,3 +98,37 @@ func AddSeeds(f *testing.F, dirs ...string) {
 		}
 	}
 }
+
+// Files writes files, named by their path under the configuration's root (personas/x.yaml,
+// rules/y.yaml), into a new temporary directory and returns its directories, both of which
+// exist even when no file is written in one.
+func Files(tb testing.TB, files map[string]string) config.Dirs {
+	tb.Helper()
+	root := tb.TempDir()
+	dirs := config.Dirs{Rules: filepath.Join(root, "rules"), Personas: filepath.Join(root, "personas")}
+	for _, dir := range []string{dirs.Rules, dirs.Personas} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for name, text := range files {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+// Load writes files as Files does and loads them; a configuration that does not load fails tb.
+func Load(tb testing.TB, files map[string]string) *config.Snapshot {
+	tb.Helper()
+	snap, err := config.Load(Files(tb, files))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return snap
+}
